@@ -6,6 +6,7 @@
 
 pub mod dir;
 pub mod error;
+pub mod layout;
 
 pub mod swiotlb;
 
