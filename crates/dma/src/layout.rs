@@ -447,7 +447,7 @@ mod tests {
             0
         );
         assert_eq!(
-            exposed_bytes(&[(0, 8 * K)], &[(0, 2 * K), (1 * K, 2 * K), (100 * K, 1)]),
+            exposed_bytes(&[(0, 8 * K)], &[(0, 2 * K), (K, 2 * K), (100 * K, 1)]),
             5 * K
         );
         assert_eq!(exposed_bytes(&[], &[(0, 8)]), 0);
