@@ -1,4 +1,26 @@
-//! ARM SMMUv3 driver reaching the hardware only through Mmio and PhysMem
+//! ARM SMMUv3 driver reaching the hardware only through [`iommu_types::Mmio`] and
+//! [`iommu_types::PhysMem`] (`ARCHITECTURE.md`; formats in `smmuv3.md`).
 //!
-//! Skeleton: filled in by its issue.
+//! Layers, bottom to top:
+//! * formats, this driver's own reading of the specification: [`field`], [`regs`],
+//!   [`ste`], [`cd`], [`cmd`], [`event`];
+//! * pure logic: [`queue`] pointer arithmetic, the hitless entry writer
+//!   ([`writer`]), ASID/VMID allocators ([`ids`]), range-invalidation planning
+//!   ([`inv`]).
 #![no_std]
+
+extern crate alloc;
+
+pub mod cd;
+pub mod cmd;
+mod error;
+pub mod event;
+pub mod field;
+pub mod ids;
+pub mod inv;
+pub mod queue;
+pub mod regs;
+pub mod ste;
+pub mod writer;
+
+pub use error::{Error, Result};
