@@ -1,4 +1,7 @@
-//! Platform simulator: SMMUv3 models, device models, workloads, oracles and the scenario interpreter
+//! Platform simulator of iommu-stack: the scenario language, oracles, metrics and
+//! reports (ARCHITECTURE.md, "iommu-sim").
 //!
-//! Skeleton: filled in by its issue.
-#![no_std]
+//! * [`scenario`]: the scenario language (grammar in `docs/scenarios.md`): parser,
+//!   AST and static checks.
+
+pub mod scenario;
