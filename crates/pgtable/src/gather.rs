@@ -181,14 +181,20 @@ mod tests {
         assert_eq!(g.size(), 0);
         g.add_leaf(Iova(0x2000), 0x1000);
         g.add_leaf(Iova(0x3000), 0x1000);
-        assert_eq!((g.start, g.end, g.pgsize, g.leaf_only), (0x2000, 0x3fff, 0x1000, true));
+        assert_eq!(
+            (g.start, g.end, g.pgsize, g.leaf_only),
+            (0x2000, 0x3fff, 0x1000, true)
+        );
         assert!(!g.needs_sync_before(Iova(0x4000), 0x1000));
         assert!(g.needs_sync_before(Iova(0x10_0000), 0x1000), "disjoint");
         assert!(g.needs_sync_before(Iova(0x4000), 0x20_0000), "other size");
         g.add_table(Iova(0x0), 0x20_0000);
         assert!(!g.leaf_only);
         assert_eq!(g.pgsize, 0);
-        g.freelist.push(FreedTable { pa: PhysAddr(0x1000), bytes: 4096 });
+        g.freelist.push(FreedTable {
+            pa: PhysAddr(0x1000),
+            bytes: 4096,
+        });
         let mut q = IotlbGather::new_queued();
         q.add_leaf(Iova(0), 0x1000);
         assert!(q.reset().is_empty());
