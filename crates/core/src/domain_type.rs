@@ -80,12 +80,12 @@ impl DomainType {
         }
     }
 
-    #[allow(dead_code)] // used by the std object model
+    #[cfg_attr(not(feature = "std"), allow(dead_code))]
     pub(crate) const fn to_u8(self) -> u8 {
         self.bits() as u8
     }
 
-    #[allow(dead_code)] // used by the std object model
+    #[cfg_attr(not(feature = "std"), allow(dead_code))]
     pub(crate) const fn from_u8(v: u8) -> Self {
         match Self::from_bits(v as u32) {
             Some(t) => t,

@@ -93,7 +93,6 @@ mod router {
         }
     }
 
-    #[allow(dead_code)] // stream registration is used by the object model
     impl FaultRouter {
         /// A router with no observers.
         pub fn new() -> Self {
@@ -142,7 +141,8 @@ mod router {
             }
         }
 
-        pub(crate) fn stream_owner(&self, iommu: IommuId, sid: u32) -> Option<DeviceId> {
+        /// The device registered for a StreamID of an instance.
+        pub fn stream_owner(&self, iommu: IommuId, sid: u32) -> Option<DeviceId> {
             self.streams
                 .read()
                 .unwrap_or_else(|e| e.into_inner())

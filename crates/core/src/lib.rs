@@ -17,15 +17,26 @@ extern crate alloc;
 extern crate std;
 
 mod caps;
+#[cfg(feature = "std")]
+mod core_impl;
 mod device;
+#[cfg(feature = "std")]
+mod domain;
 mod domain_type;
 mod driver;
 mod error;
 mod fault;
+#[cfg(feature = "std")]
+mod group;
 mod resv;
+mod topology;
 
 pub use caps::Capability;
+#[cfg(feature = "std")]
+pub use core_impl::IommuCore;
 pub use device::{Bdf, BridgeId, BusAddress, DeviceDesc, DeviceId, DeviceInfo, GroupId, IommuId};
+#[cfg(feature = "std")]
+pub use domain::{DmaCookie, IommuDomain};
 pub use domain_type::{
     Credentials, DOMAIN_BIT_DMA_API, DOMAIN_BIT_DMA_FQ, DOMAIN_BIT_NESTED, DOMAIN_BIT_PAGING,
     DOMAIN_BIT_PT, DefaultPolicy, DomainType, TypeRequest,
@@ -38,6 +49,9 @@ pub use error::{Error, Result};
 pub use fault::{FaultAccess, FaultKind, FaultObserver, FaultReport};
 #[cfg(feature = "std")]
 pub use fault::{FaultLog, FaultRouter};
+#[cfg(feature = "std")]
+pub use group::DmaOwner;
 pub use resv::{DmaResvAction, ReservedRegion, ResvKind};
+pub use topology::{Acs, BridgeDesc, BridgeKind, GroupKey, Topology};
 
 pub use io_pgtable::{FreedTable, IotlbGather};
