@@ -13,14 +13,22 @@ extern crate alloc;
 
 pub mod cd;
 pub mod cmd;
+pub mod cmdq;
+pub mod domain;
+pub mod driver;
 mod error;
 pub mod event;
+pub mod evtq;
 pub mod field;
 pub mod ids;
 pub mod inv;
 pub mod queue;
 pub mod regs;
+pub mod smmu;
 pub mod ste;
+pub mod strtab;
 pub mod writer;
 
+pub use driver::SmmuDriver;
 pub use error::{Error, Result};
+pub use smmu::{DriverConfig, Smmu, StrtabPref, SyncPref};
