@@ -58,6 +58,10 @@ pub enum Error {
         /// CPU page size.
         page: u64,
     },
+    /// The request conflicts with the domain's policy (lazy mode with an untrusted
+    /// device).
+    #[error("refused: {0}")]
+    Refused(&'static str),
     /// A parameter is invalid (zero length, bad page size, mask too small, ...).
     #[error("invalid argument: {0}")]
     Invalid(&'static str),
@@ -73,6 +77,7 @@ impl Error {
             Error::Domain(e) => *e,
             Error::Mem(e) => e.errno(),
             Error::GranuleTooLarge { .. } => Errno::ENXIO,
+            Error::Refused(_) => Errno::EPERM,
             Error::Invalid(_) => Errno::EINVAL,
         }
     }

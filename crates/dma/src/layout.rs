@@ -226,7 +226,7 @@ pub fn finalise_sg(
             && at & seg_boundary_mask != 0
             && out
                 .last()
-                .is_some_and(|c| max_seg_size - c.len >= s.data_len);
+                .is_some_and(|c| max_seg_size.saturating_sub(c.len) >= s.data_len);
         match out.last_mut() {
             Some(cur) if can_merge => cur.len += s.data_len,
             _ => out.push(DmaSegment {

@@ -2,13 +2,29 @@
 //! seeds 000 and 003): map/unmap of pages and scatterlists, coherent and
 //! non-contiguous allocations, swiotlb bouncing, strict and lazy (flush-queue)
 //! invalidation and the live strict → lazy switch.
-#![cfg_attr(not(test), warn(missing_docs))]
+//!
+//! Layers, bottom up: [`layout`] (pure mapping arithmetic), [`swiotlb`] (bounce
+//! pool), [`ops`] (the domain and IOVA-allocator traits consumed), [`fq`] and
+//! [`cookie`] (flush queues and the strict/lazy protocol, model-checked with loom),
+//! [`device`] (the per-device API). [`mock`] is a software domain with a modelled
+//! IOTLB for tests and benchmarks; [`iova`] a simple allocator for any granule.
 
+pub mod cookie;
+pub mod device;
 pub mod dir;
 pub mod error;
+pub mod fq;
+pub mod iova;
 pub mod layout;
-
+pub mod mock;
+pub mod ops;
 pub mod swiotlb;
+mod sync;
 
+pub use cookie::DmaCookie;
+pub use device::{DeviceConfig, DmaAlloc, DmaAttrs, DmaDevice, SgMapping};
 pub use dir::DmaDirection;
 pub use error::{Error, Result};
+pub use layout::{DmaSegment, Granule, SgEntry};
+pub use ops::{DmaDomain, IovaAllocator};
+pub use swiotlb::Swiotlb;

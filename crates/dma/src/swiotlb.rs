@@ -81,6 +81,7 @@ pub struct SwiotlbStats {
 
 struct Inner {
     used: Vec<bool>,
+    /// Live bounces by run start.
     live: BTreeMap<u64, Bounce>,
     hint: u64,
     used_slots: u64,
@@ -228,11 +229,11 @@ impl Swiotlb {
                 run: PhysAddr(run),
                 run_bytes,
             };
-            g.live.insert(b.tlb.0, b);
+            g.live.insert(b.run.0, b);
             b
         };
         if let Err(e) = copy_phys(&*self.mem, bounce.tlb, orig, size) {
-            self.release(bounce.tlb.0);
+            self.release(bounce.run.0);
             return Err(e);
         }
         Ok(bounce)
@@ -271,9 +272,9 @@ impl Swiotlb {
         None
     }
 
-    fn release(&self, tlb: u64) -> Option<Bounce> {
+    fn release(&self, run: u64) -> Option<Bounce> {
         let mut g = self.lock();
-        let b = g.live.remove(&tlb)?;
+        let b = g.live.remove(&run)?;
         let start = (b.run.0 - self.base) / IO_TLB_SIZE;
         let nslots = b.run_bytes / IO_TLB_SIZE;
         for s in start..start + nslots {
@@ -305,7 +306,7 @@ impl Swiotlb {
         } else {
             Ok(())
         };
-        self.release(tlb.0);
+        self.release(b.run.0);
         copied.map(|()| b)
     }
 

@@ -1,0 +1,284 @@
+//! The DMA cookie of a domain: its IOVA space, its flush queue and the strict/lazy
+//! flag, with the unmap protocol of the live switch (reference `software.md` §1.4,
+//! §2; seed 000).
+//!
+//! * **Publish:** [`DmaCookie::enable_flush_queue`] initialises the flush queue
+//!   completely, then stores the lazy flag with Release. No CPU can see the flag
+//!   before the queue is ready.
+//! * **Consume:** [`DmaCookie::unmap`] loads the flag ONCE (Acquire) and that one
+//!   snapshot decides the gather mode, whether to sync, and whether the IOVA is
+//!   freed or queued. Reading it twice lets a concurrent strict → lazy switch fall
+//!   in between: sync skipped *and* IOVA freed, so the IOVA can be reused while
+//!   stale IOTLB entries still point at the old pages.
+//!
+//! The protocol is generic over [`DmaDomain`] and [`IovaAllocator`] and uses the
+//! crate's `sync` shim, so the loom test (`tests/loom_switch.rs`) checks this very
+//! code.
+
+use std::sync::Arc;
+
+use io_pgtable::IotlbGather;
+use iommu_types::{CpuId, Iova, PhysAddr, Prot};
+
+use crate::error::{Error, Result};
+use crate::fq::{FQ_DEFAULT_SIZE, FlushQueue};
+use crate::layout::Granule;
+use crate::ops::{DmaDomain, IovaAllocator};
+use crate::sync::{AtomicBool, Mutex, Ordering, lock};
+
+/// Which decision of an unmap is being taken (for the protocol's single snapshot).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Step {
+    Gather,
+    Sync,
+    Free,
+}
+
+/// The DMA state of one translating domain shared by all its devices.
+pub struct DmaCookie<D, A> {
+    domain: D,
+    iova: A,
+    granule: Granule,
+    aperture: (u64, u64),
+    start_pfn: u64,
+    lazy: AtomicBool,
+    strict_only: AtomicBool,
+    fq: FlushQueue,
+    fq_size: usize,
+    cpus: Arc<dyn CpuId>,
+    init_lock: Mutex<()>,
+}
+
+impl<D, A> core::fmt::Debug for DmaCookie<D, A> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("DmaCookie")
+            .field("granule", &self.granule)
+            .field("lazy", &self.lazy.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl<D: DmaDomain, A: IovaAllocator> DmaCookie<D, A> {
+    /// A strict cookie over `domain`, allocating IOVAs from `iova`, with one flush
+    /// ring per CPU of `cpus` (used once lazy mode is enabled). The granule is the
+    /// smallest page size of the domain; pfn 0 is never used.
+    pub fn new(domain: D, iova: A, cpus: Arc<dyn CpuId>) -> Result<Self> {
+        Self::with_fq_size(domain, iova, cpus, FQ_DEFAULT_SIZE)
+    }
+
+    /// Like [`DmaCookie::new`] with `fq_size` entries per flush ring.
+    pub fn with_fq_size(domain: D, iova: A, cpus: Arc<dyn CpuId>, fq_size: usize) -> Result<Self> {
+        let granule = Granule::new(
+            domain
+                .pgsize_bitmap()
+                .smallest()
+                .ok_or(Error::Invalid("domain maps no page size"))?,
+        )?;
+        let aperture = domain.aperture();
+        if aperture.1 <= aperture.0 {
+            return Err(Error::Invalid("empty aperture"));
+        }
+        let start_pfn = (aperture.0 >> granule.shift()).max(1);
+        Ok(Self {
+            domain,
+            iova,
+            granule,
+            aperture,
+            start_pfn,
+            lazy: AtomicBool::new(false),
+            strict_only: AtomicBool::new(false),
+            fq: FlushQueue::new(cpus.count()),
+            fq_size,
+            cpus,
+            init_lock: Mutex::new(()),
+        })
+    }
+
+    /// The domain.
+    pub fn domain(&self) -> &D {
+        &self.domain
+    }
+
+    /// The IOVA allocator.
+    pub fn iova(&self) -> &A {
+        &self.iova
+    }
+
+    /// The IOVA granule.
+    pub fn granule(&self) -> Granule {
+        self.granule
+    }
+
+    /// The flush queue (meaningful once lazy).
+    pub fn flush_queue(&self) -> &FlushQueue {
+        &self.fq
+    }
+
+    /// Whether unmaps are currently lazy (DMA-FQ).
+    pub fn is_lazy(&self) -> bool {
+        self.lazy.load(Ordering::Acquire)
+    }
+
+    /// Forbid lazy mode for good (an untrusted device uses this domain). Fails
+    /// with EPERM if the domain is already lazy.
+    pub fn set_strict_only(&self) -> Result<()> {
+        let _g = lock(&self.init_lock);
+        if self.lazy.load(Ordering::Acquire) {
+            return Err(Error::Refused(
+                "domain is already lazy; untrusted devices need strict",
+            ));
+        }
+        self.strict_only.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The live DMA → DMA-FQ switch (`iommu_dma_init_fq`): return if already lazy,
+    /// initialise the queue, then publish the flag with Release.
+    pub fn enable_flush_queue(&self) -> Result<()> {
+        let _g = lock(&self.init_lock);
+        if self.lazy.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        if self.strict_only.load(Ordering::Relaxed) {
+            return Err(Error::Refused(
+                "an untrusted device forces strict invalidation",
+            ));
+        }
+        self.fq.init(self.fq_size);
+        self.lazy.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// BROKEN on purpose (test only): publishes the flag before the queue exists.
+    #[cfg(any(test, loom))]
+    #[doc(hidden)]
+    pub fn enable_flush_queue_publish_first(&self) -> Result<()> {
+        let _g = lock(&self.init_lock);
+        self.lazy.store(true, Ordering::Release);
+        self.fq.init(self.fq_size);
+        Ok(())
+    }
+
+    /// Allocate `size` bytes (granule multiple) of IOVA ending at or below `limit`
+    /// (clamped to the aperture). Returns the IOVA.
+    pub fn alloc_iova(&self, size: u64, limit: u64, flush_rcache: bool) -> Result<u64> {
+        let shift = self.granule.shift();
+        let limit = limit.min(self.aperture.1);
+        let pages = size >> shift;
+        if pages == 0 || !self.granule.is_aligned(size) {
+            return Err(Error::Invalid(
+                "IOVA size must be a non-zero granule multiple",
+            ));
+        }
+        let limit_pfn = (limit.wrapping_add(1) >> shift).wrapping_sub(1);
+        let limit_pfn = if limit == u64::MAX {
+            u64::MAX >> shift
+        } else {
+            limit_pfn
+        };
+        match self.iova.alloc(pages, limit_pfn, flush_rcache) {
+            Some(pfn) if pfn >= self.start_pfn && pfn + pages - 1 <= limit_pfn => Ok(pfn << shift),
+            Some(pfn) => {
+                self.iova.free(pfn, pages);
+                Err(Error::NoIovaSpace { bytes: size, limit })
+            }
+            None => Err(Error::NoIovaSpace { bytes: size, limit }),
+        }
+    }
+
+    /// Return an IOVA range nothing was mapped in (or whose mappings were already
+    /// invalidated synchronously).
+    pub fn free_iova_now(&self, iova: u64, size: u64) {
+        let shift = self.granule.shift();
+        self.iova.free(iova >> shift, size >> shift);
+    }
+
+    /// Map through the domain.
+    pub fn map(&self, iova: u64, pa: u64, size: u64, prot: Prot) -> Result<()> {
+        self.domain
+            .map(Iova(iova), PhysAddr(pa), size, prot)
+            .map_err(Error::Domain)
+    }
+
+    /// Unmap `ranges` (granule-aligned `(iova, len)` pieces inside one IOVA
+    /// allocation `[alloc_iova, alloc_iova + alloc_size)`), then invalidate and free
+    /// the allocation strictly, or queue it, as decided by ONE snapshot of the flag.
+    pub fn unmap(&self, ranges: &[(u64, u64)], alloc_iova: u64, alloc_size: u64) -> Result<()> {
+        let lazy = self.lazy.load(Ordering::Acquire);
+        self.unmap_with(ranges, alloc_iova, alloc_size, |_| lazy)
+    }
+
+    /// BROKEN on purpose (test only): the seed-000 v2 bug. The free decision comes
+    /// from a first read of the flag, the sync decision from a second one.
+    #[cfg(any(test, loom))]
+    #[doc(hidden)]
+    pub fn unmap_double_read(
+        &self,
+        ranges: &[(u64, u64)],
+        alloc_iova: u64,
+        alloc_size: u64,
+    ) -> Result<()> {
+        let first = self.lazy.load(Ordering::Acquire);
+        self.unmap_with(ranges, alloc_iova, alloc_size, |step| match step {
+            Step::Sync => self.lazy.load(Ordering::Acquire),
+            Step::Gather | Step::Free => first,
+        })
+    }
+
+    fn unmap_with(
+        &self,
+        ranges: &[(u64, u64)],
+        alloc_iova: u64,
+        alloc_size: u64,
+        lazy_at: impl Fn(Step) -> bool,
+    ) -> Result<()> {
+        let mut gather = if lazy_at(Step::Gather) {
+            IotlbGather::new_queued()
+        } else {
+            IotlbGather::new()
+        };
+        for &(iova, len) in ranges {
+            self.domain.unmap(Iova(iova), len, &mut gather);
+        }
+        if !lazy_at(Step::Sync) {
+            // On failure the IOVA is leaked on purpose: stale entries may remain.
+            self.domain.iotlb_sync(&mut gather).map_err(Error::Domain)?;
+        }
+        let shift = self.granule.shift();
+        let (pfn, pages) = (alloc_iova >> shift, alloc_size >> shift);
+        if lazy_at(Step::Free) {
+            let freelist = core::mem::take(&mut gather.freelist);
+            self.fq.queue(
+                self.cpus.current(),
+                pfn,
+                pages,
+                freelist,
+                &self.domain,
+                &self.iova,
+            )
+        } else {
+            self.iova.free(pfn, pages);
+            Ok(())
+        }
+    }
+
+    /// Undo maps made by a call that is failing: clear `ranges`, invalidate them
+    /// and wait, without touching the IOVA allocation (the caller frees it; it was
+    /// never handed to the device, and the sync leaves nothing stale).
+    pub fn unmap_unwind(&self, ranges: &[(u64, u64)]) -> Result<()> {
+        let mut gather = IotlbGather::new();
+        for &(iova, len) in ranges {
+            self.domain.unmap(Iova(iova), len, &mut gather);
+        }
+        self.domain.iotlb_sync(&mut gather).map_err(Error::Domain)
+    }
+
+    /// The flush-queue timer: flush the domain once and free every completed entry.
+    /// A no-op while strict.
+    pub fn flush_queue_timer(&self) -> Result<()> {
+        if !self.lazy.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        self.fq.timer(&self.domain, &self.iova)
+    }
+}
