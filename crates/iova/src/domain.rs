@@ -636,6 +636,17 @@ mod tests {
     }
 
     #[test]
+    fn cached_pfn_one_past_the_limit_is_not_returned() {
+        let d = domain(4096, 1);
+        let p = d.alloc_iova_fast(2, 1023, true).unwrap();
+        assert_eq!(p, 1022);
+        d.free_iova_fast(p, 2).unwrap();
+        // 1022..=1023 ends one past 1022: the tree serves the request instead.
+        assert_eq!(d.alloc_iova_fast(2, 1022, true), Ok(1020));
+        assert_eq!(d.alloc_iova_fast(2, 1023, true), Ok(1022));
+    }
+
+    #[test]
     fn failure_flushes_the_caches_then_retries() {
         let d = domain(4096, 1);
         let lim = 8;
