@@ -36,10 +36,16 @@ impl FlushOps for RecordingFlush {
         self.calls.lock().unwrap().push(FlushCall::All);
     }
     fn tlb_flush_walk(&self, iova: Iova, size: u64, granule: u64) {
-        self.calls.lock().unwrap().push(FlushCall::Walk(iova.0, size, granule));
+        self.calls
+            .lock()
+            .unwrap()
+            .push(FlushCall::Walk(iova.0, size, granule));
     }
     fn tlb_add_page(&self, gather: &mut IotlbGather, iova: Iova, granule: u64) {
-        self.calls.lock().unwrap().push(FlushCall::AddPage(iova.0, granule));
+        self.calls
+            .lock()
+            .unwrap()
+            .push(FlushCall::AddPage(iova.0, granule));
         gather.add_leaf(iova, granule);
     }
 }
