@@ -549,6 +549,15 @@ impl NestedDomain {
         if parent.stage != DomainStage::S2 || !parent.ctx.nest_parent {
             return Err(Error::Invalid("parent is not a stage-2 nesting parent"));
         }
+        if let VSte::S1(s1) = vste {
+            let f = parent.ctx.smmu.features();
+            if s1.cdmax as u32 > f.ssid_bits {
+                return Err(Error::Invalid("vSTE S1CDMax exceeds the SMMU's SSID bits"));
+            }
+            if s1.cdmax != 0 && s1.fmt != 0 && !f.cd2l {
+                return Err(Error::Invalid("vSTE asks for two-level CD tables"));
+            }
+        }
         Ok(Arc::new(NestedDomain { parent, vste }))
     }
 

@@ -1,0 +1,319 @@
+//! Hitless STE/CD updates, ASID lifecycle (seed 002) and concurrency against the
+//! model, with its torn-update sanitizer watching.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use common::*;
+use io_pgtable::IotlbGather;
+use iommu_core::PagingDomainOps;
+use iommu_types::{Iova, Prot};
+use smmuv3::domain::{DomainStage, NestedDomain, SmmuDomain, StaticDomain, VSte};
+use smmuv3::ids::IdAllocator;
+use smmuv3::ste::S1Cfg;
+use smmuv3::{DriverConfig, Error};
+use smmuv3_model::{Access, SmmuConfig};
+
+const K4: u64 = 0x1000;
+
+#[derive(Clone)]
+enum T {
+    Abort,
+    Bypass,
+    Paging(Arc<SmmuDomain>),
+    Nested(Arc<NestedDomain>),
+}
+
+fn apply(r: &Rig, t: &T, sid: u32) {
+    match t {
+        T::Abort => StaticDomain::blocked(&r.drv).attach_sids(&[sid]).unwrap(),
+        T::Bypass => StaticDomain::identity(&r.drv).attach_sids(&[sid]).unwrap(),
+        T::Paging(d) => d.attach_sids(&[sid], false).unwrap(),
+        T::Nested(n) => n.attach_sids(&[sid]).unwrap(),
+    }
+}
+
+/// A device hammering `sid` (with and without a SubstreamID) until stopped.
+fn traffic(r: &Rig, sid: u32, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
+    let hw = r.hw.clone();
+    let started = Arc::new(AtomicBool::new(false));
+    let s2 = started.clone();
+    let h = std::thread::spawn(move || {
+        let mut n = 0u64;
+        loop {
+            let _ = hw.translate(sid, None, 0x1000, Access::READ);
+            let _ = hw.translate(sid, Some(1), 0x1000, Access::READ);
+            n += 1;
+            s2.store(true, Ordering::Release);
+            if stop.load(Ordering::Relaxed) {
+                return n;
+            }
+        }
+    });
+    while !started.load(Ordering::Acquire) {
+        std::thread::yield_now();
+    }
+    h
+}
+
+#[test]
+fn hitless_matrix_sanitizer_silent() {
+    for ssid_bits in [0, 20] {
+        let r = rig_with(
+            SmmuConfig::builder().ssid_bits(ssid_bits).build(),
+            own_asids(),
+        );
+        let sid = 3;
+        r.drv.probe_stream(sid, false).unwrap();
+        let a = SmmuDomain::new(&r.drv, DomainStage::S1, K4, false).unwrap();
+        let b = SmmuDomain::new(&r.drv, DomainStage::S1, K4, false).unwrap();
+        let p = SmmuDomain::new(&r.drv, DomainStage::S2, K4, true).unwrap();
+        let buf = r.buffer(K4, 9);
+        for d in [&a, &b, &p] {
+            d.map_pages(Iova(0x1000), buf, K4, 1, Prot::RW).1.unwrap();
+        }
+        let n1 = NestedDomain::new(
+            p.clone(),
+            VSte::S1(S1Cfg {
+                cd_table: 0x10_0000,
+                fmt: 0,
+                cdmax: 0,
+                dss: 0,
+            }),
+        )
+        .unwrap();
+        let n2 = NestedDomain::new(
+            p.clone(),
+            VSte::S1(S1Cfg {
+                cd_table: 0x20_0000,
+                fmt: 0,
+                cdmax: 3,
+                dss: 2,
+            }),
+        );
+        if ssid_bits == 0 {
+            // A vSTE with substreams is refused on hardware without them.
+            assert!(matches!(n2, Err(Error::Invalid(_))));
+        }
+        let n2 = n2.unwrap_or_else(|_| n1.clone());
+        let targets = [
+            T::Abort,
+            T::Bypass,
+            T::Paging(a.clone()),
+            T::Paging(b.clone()),
+            T::Paging(p.clone()),
+            T::Nested(n1),
+            T::Nested(n2),
+        ];
+        // Without concurrent traffic: the sanitizer must stay completely silent.
+        for x in &targets {
+            for y in &targets {
+                apply(&r, x, sid);
+                let _ = r.hw.translate(sid, None, 0x1000, Access::READ);
+                apply(&r, y, sid);
+                let _ = r.hw.translate(sid, Some(1), 0x1000, Access::READ);
+            }
+        }
+        r.sanitizer_silent();
+        // With a device hammering the stream during every update.
+        let stop = Arc::new(AtomicBool::new(false));
+        let h = traffic(&r, sid, stop.clone());
+        for _ in 0..3 {
+            for x in &targets {
+                for y in &targets {
+                    apply(&r, x, sid);
+                    apply(&r, y, sid);
+                }
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        assert!(h.join().unwrap() > 0);
+        let _ = r.drv.drain_events();
+        r.sanitizer_silent_concurrent();
+        // Every translating target really translates once attached.
+        apply(&r, &T::Paging(a.clone()), sid);
+        let t = r.hw.translate(sid, None, 0x1000, Access::READ).unwrap();
+        assert_eq!(t.pa, buf);
+        apply(&r, &T::Paging(p.clone()), sid);
+        assert_eq!(
+            r.hw.translate(sid, None, 0x1000, Access::READ).unwrap().pa,
+            buf
+        );
+        apply(&r, &T::Abort, sid);
+    }
+}
+
+#[test]
+fn s1_s2_switch_is_breaking_and_pointer_change_is_hitless() {
+    let r = rig();
+    let sid = 4;
+    r.drv.probe_stream(sid, false).unwrap();
+    let s1 = SmmuDomain::new(&r.drv, DomainStage::S1, K4, false).unwrap();
+    let s2 = SmmuDomain::new(&r.drv, DomainStage::S2, K4, false).unwrap();
+    s1.attach_sids(&[sid], false).unwrap();
+    let before = r.hw.stats().syncs;
+    s2.attach_sids(&[sid], false).unwrap();
+    // breaking STE update: 3 CFGI+SYNC steps, then CD 0 cleared (CD update).
+    assert!(r.hw.stats().syncs - before >= 3);
+    let s2b = SmmuDomain::new(&r.drv, DomainStage::S2, K4, false).unwrap();
+    let before = r.hw.stats().syncs;
+    s2b.attach_sids(&[sid], false).unwrap();
+    // VMID and S2TTB differ: two critical dwords -> breaking (3 syncs).
+    assert_eq!(r.hw.stats().syncs - before, 3);
+    r.sanitizer_silent();
+}
+
+#[test]
+fn asid_is_not_freed_while_referenced_and_is_invalidated_before_reuse() {
+    // A 2-bit ASID space: 3 ASIDs, so reuse happens quickly.
+    let asids = Arc::new(IdAllocator::new("ASID", 2));
+    let r = rig_with(
+        SmmuConfig::default(),
+        DriverConfig {
+            asids: Some(asids.clone()),
+            ..Default::default()
+        },
+    );
+    r.drv.probe_stream(1, false).unwrap();
+    let d = SmmuDomain::new(&r.drv, DomainStage::S1, K4, false).unwrap();
+    let asid = d.ctx().asid().unwrap();
+    d.attach_sids(&[1], false).unwrap();
+    assert_eq!(asids.refs(asid), 1);
+    assert_eq!(
+        asids.free(asid, |_| Ok(())),
+        Err(Error::Busy("ID still referenced by an entry"))
+    );
+    let nh_asid = smmuv3::cmd::op::TLBI_NH_ASID as usize;
+    let before = r.hw.stats().commands[nh_asid];
+    drop(d); // still attached: the stream keeps the domain alive
+    assert!(asids.is_allocated(asid));
+    StaticDomain::blocked(&r.drv).attach_sids(&[1]).unwrap();
+    // Detached and dropped: invalidated, then freed.
+    assert!(!asids.is_allocated(asid));
+    assert_eq!(r.hw.stats().commands[nh_asid] - before, 1);
+}
+
+#[test]
+fn seed_002_race_detach_while_another_user_installs() {
+    let asids = Arc::new(IdAllocator::new("ASID", 2));
+    let r = rig_with(
+        SmmuConfig::default(),
+        DriverConfig {
+            asids: Some(asids),
+            ..Default::default()
+        },
+    );
+    let (sa, sb) = (0x20, 0x21);
+    r.drv.probe_stream(sa, false).unwrap();
+    r.drv.probe_stream(sb, false).unwrap();
+    let iova = 0x7000u64;
+    let stop = Arc::new(AtomicBool::new(false));
+    let wrong = Arc::new(AtomicU64::new(0));
+    let ok_reads = Arc::new(AtomicU64::new(0));
+    let mut devs = Vec::new();
+    for (sid, want) in [(sa, 0x11u8), (sb, 0x22u8)] {
+        let (hw, stop, wrong, okr) = (r.hw.clone(), stop.clone(), wrong.clone(), ok_reads.clone());
+        devs.push(std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let mut b = [0u8; 1];
+                if hw.dma_read(sid, None, iova, &mut b, false).is_ok() {
+                    okr.fetch_add(1, Ordering::Relaxed);
+                    if b[0] != want {
+                        wrong.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
+    }
+    let users: Vec<_> = [(sa, 0x11u8), (sb, 0x22u8)]
+        .into_iter()
+        .map(|(sid, fill)| {
+            let drv = r.drv.clone();
+            let buf = r.buffer(K4, fill);
+            std::thread::spawn(move || {
+                let blocked = StaticDomain::blocked(&drv);
+                for _ in 0..150 {
+                    let d = loop {
+                        match SmmuDomain::new(&drv, DomainStage::S1, K4, false) {
+                            Ok(d) => break d,
+                            Err(Error::NoSpace(_)) => std::thread::yield_now(),
+                            Err(e) => panic!("{e}"),
+                        }
+                    };
+                    d.map_pages(Iova(iova), buf, K4, 1, Prot::RW).1.unwrap();
+                    d.attach_sids(&[sid], false).unwrap();
+                    std::thread::yield_now();
+                    blocked.attach_sids(&[sid]).unwrap(); // detach
+                    drop(d); // ASID invalidated and freed, possibly reused at once
+                }
+            })
+        })
+        .collect();
+    for u in users {
+        u.join().unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    for d in devs {
+        d.join().unwrap();
+    }
+    assert_eq!(
+        wrong.load(Ordering::Relaxed),
+        0,
+        "a device saw another user's translation"
+    );
+    assert!(ok_reads.load(Ordering::Relaxed) > 0);
+    let _ = r.drv.drain_events();
+    r.sanitizer_silent_concurrent();
+}
+
+#[test]
+fn concurrent_map_unmap_in_distinct_domains_with_dma() {
+    let r = rig();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::new();
+    let mut devs = Vec::new();
+    for t in 0..2u32 {
+        let sid = 0x40 + t;
+        r.drv.probe_stream(sid, false).unwrap();
+        let d = SmmuDomain::new(&r.drv, DomainStage::S1, K4, false).unwrap();
+        d.attach_sids(&[sid], false).unwrap();
+        let hw = r.hw.clone();
+        let buf = r.buffer(16 * K4, 0x30 + t as u8);
+        let dev_stop = stop.clone();
+        let hw2 = r.hw.clone();
+        devs.push(std::thread::spawn(move || {
+            let mut i = 0u64;
+            while !dev_stop.load(Ordering::Relaxed) {
+                let mut b = [0u8; 1];
+                let _ = hw2.dma_read(sid, None, 0x10_0000 + (i % 16) * K4, &mut b, false);
+                i += 1;
+            }
+        }));
+        workers.push(std::thread::spawn(move || {
+            for round in 0..100u64 {
+                let page = round % 16;
+                let iova = 0x10_0000 + page * K4;
+                let pa = iommu_types::PhysAddr(buf.0 + page * K4);
+                d.map_pages(Iova(iova), pa, K4, 1, Prot::RW).1.unwrap();
+                let mut b = [0u8; 1];
+                hw.dma_read(sid, None, iova, &mut b, false).unwrap();
+                assert_eq!(b[0], 0x30 + t as u8);
+                let mut g = IotlbGather::new();
+                assert_eq!(d.unmap_pages(Iova(iova), K4, 1, &mut g), K4);
+                d.iotlb_sync(&mut g).unwrap();
+                assert!(hw.dma_read(sid, None, iova, &mut b, false).is_err());
+            }
+        }));
+    }
+    for w in workers {
+        w.join().unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    for d in devs {
+        d.join().unwrap();
+    }
+    let _ = r.drv.drain_events();
+    r.sanitizer_silent();
+}
