@@ -14,7 +14,7 @@ use crate::caps::Capability;
 use crate::device::{BridgeId, DeviceDesc, DeviceId, DeviceInfo, GroupId, IommuId};
 use crate::domain::{IommuDomain, Ops};
 use crate::domain_type::{Credentials, DefaultPolicy, DomainType, TypeRequest};
-use crate::driver::{AllocFlags, GroupHint, IommuDriver, NestedData};
+use crate::driver::{AllocFlags, GroupHint, HwInfo, IommuDriver, NestedData};
 use crate::error::{Error, Result};
 use crate::fault::FaultRouter;
 use crate::group::{DmaOwner, Group, GroupDev, GroupState};
@@ -167,6 +167,24 @@ impl IommuCore {
     pub fn group_domain(&self, group: GroupId) -> Result<Option<Arc<IommuDomain>>> {
         let g = self.group(group)?;
         Ok(Self::live(&g)?.domain.clone())
+    }
+
+    /// The domain a device currently uses (Linux `iommu_get_domain_for_dev`).
+    pub fn device_domain(&self, dev: DeviceId) -> Result<Option<Arc<IommuDomain>>> {
+        let (g, _) = self.group_of(dev)?;
+        Ok(Self::live(&g)?.domain.clone())
+    }
+
+    /// The default domain of a device's group (Linux `iommu_get_dma_domain`).
+    pub fn device_default_domain(&self, dev: DeviceId) -> Result<Option<Arc<IommuDomain>>> {
+        let (g, _) = self.group_of(dev)?;
+        Ok(Self::live(&g)?.default_domain.clone())
+    }
+
+    /// Hardware information for user space about the IOMMU serving `dev`.
+    pub fn device_hw_info(&self, dev: DeviceId) -> Result<Option<HwInfo>> {
+        let (driver, info) = self.driver_for(dev)?;
+        Ok(driver.hw_info(&info))
     }
 
     /// The group's default domain.
@@ -782,12 +800,13 @@ impl IommuCore {
         let b = match g.driver.blocked_domain() {
             Some(ops) => IommuDomain::new(g.iommu, Ops::Other(ops), DomainType::Blocked, None),
             None => {
-                // An empty paging domain blocks everything.
+                // An empty paging domain blocks everything; labelled Blocked so that
+                // nobody can map into it through the core.
                 let first = gs.devices.first().ok_or(Error::NoDevice("empty group"))?;
                 let ops = g
                     .driver
                     .domain_alloc_paging(&first.info, AllocFlags::NONE)?;
-                IommuDomain::new(g.iommu, Ops::Paging(ops), DomainType::Unmanaged, None)
+                IommuDomain::new(g.iommu, Ops::Paging(ops), DomainType::Blocked, None)
             }
         };
         gs.blocking_domain = Some(b.clone());
@@ -857,6 +876,9 @@ impl IommuCore {
         Self::set_group_domain(g, gs, &d)?;
         gs.owner = None;
         gs.owner_cnt = 0;
+        for dev in &mut gs.devices {
+            dev.user_claims = 0;
+        }
         Ok(())
     }
 

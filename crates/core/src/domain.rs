@@ -28,7 +28,9 @@ use crate::error::{Error, Result};
 /// thread can see DMA-FQ, or the DMA layer's flag, before the queue exists.
 pub trait DmaCookie: Send + Sync {
     /// Set up the flush queue and publish the DMA layer's lazy flag. Idempotent.
-    /// An error keeps the domain strict.
+    /// An error keeps the domain strict. Runs under the group lock: it must not call
+    /// the core's group, ownership or attach APIs (the domain's own map/unmap and
+    /// type queries are fine).
     fn init_flush_queue(&self) -> Result<()>;
 }
 

@@ -195,3 +195,51 @@ fn enforcement_fails_with_an_incapable_device_attached() {
     core.attach_group(&dom, g1).unwrap();
     assert_clean(&drv);
 }
+
+#[test]
+fn nested_domains_are_typed_stubs() {
+    let (core, drv, mmu) = setup(DefaultPolicy::Strict);
+    let a = core.add_device(pci("a", mmu, 1, 0, 0, None)).unwrap();
+    let parent = core
+        .domain_alloc_paging(a, AllocFlags::NEST_PARENT)
+        .unwrap();
+    let data = NestedData {
+        data_type: 2,
+        data: &[0u8; 16],
+    };
+    // The mock driver has no nesting: EOPNOTSUPP from the trait's default.
+    assert_eq!(
+        core.domain_alloc_nested(a, &parent, data)
+            .unwrap_err()
+            .errno(),
+        Errno::EOPNOTSUPP
+    );
+    // A non-paging parent or one on another instance is EINVAL.
+    let ident = core.domain_alloc_identity(a).unwrap();
+    assert_eq!(
+        core.domain_alloc_nested(a, &ident, data)
+            .unwrap_err()
+            .errno(),
+        Errno::EINVAL
+    );
+    let drv2 = Arc::new(MockDriver::new());
+    let mmu2 = core.register_iommu(drv2);
+    let x = core
+        .add_device(DeviceDesc::platform("x", mmu2, 1, &[1]))
+        .unwrap();
+    assert_eq!(
+        core.domain_alloc_nested(x, &parent, data)
+            .unwrap_err()
+            .errno(),
+        Errno::EINVAL
+    );
+    assert_eq!(core.device_hw_info(a).unwrap(), None);
+    assert_eq!(
+        core.device_default_domain(a)
+            .unwrap()
+            .unwrap()
+            .domain_type(),
+        DomainType::Dma
+    );
+    assert_clean(&drv);
+}

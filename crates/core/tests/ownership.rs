@@ -173,6 +173,19 @@ fn device_claims_count_per_owner() {
     );
     core.device_release_dma_owner(b, owner).unwrap();
     assert!(!core.group_is_user_owned(g).unwrap());
+    // A group-wide release also clears the device-level claims.
+    core.device_claim_dma_owner(a, owner).unwrap();
+    core.group_release_dma_owner(g, owner).unwrap();
+    assert_eq!(
+        core.device_release_dma_owner(a, owner).unwrap_err().errno(),
+        Errno::EPERM
+    );
+    core.device_claim_dma_owner(a, owner).unwrap();
+    core.device_release_dma_owner(a, owner).unwrap();
+    assert_eq!(
+        core.device_release_dma_owner(a, owner).unwrap_err().errno(),
+        Errno::EPERM
+    );
     assert_eq!(core.group_owner_count(g).unwrap(), 0);
     assert_eq!(
         core.group_domain(g).unwrap().unwrap().domain_type(),
@@ -261,7 +274,17 @@ fn blocking_without_a_driver_blocked_domain_uses_an_empty_paging_domain() {
     core.group_claim_dma_owner(g, DmaOwner::new()).unwrap();
     let cur = core.group_domain(g).unwrap().unwrap();
     assert_eq!(cur.kind(), DomainKind::Paging);
-    assert_eq!(cur.domain_type(), DomainType::Unmanaged);
+    assert_eq!(cur.domain_type(), DomainType::Blocked);
+    // Nobody can map into the blocking domain through the core.
+    let e = cur.map(
+        iommu_types::Iova(0),
+        iommu_types::PhysAddr(0),
+        0x1000,
+        iommu_types::Prot::RW,
+    );
+    assert_eq!(e.unwrap_err().errno(), Errno::EINVAL);
+    assert_eq!(cur.iova_to_phys(iommu_types::Iova(0)), None);
+    assert!(Arc::ptr_eq(&core.device_domain(a).unwrap().unwrap(), &cur));
     assert!(mock_of(&cur).ptes.lock().unwrap().is_empty());
     assert_eq!(drv.shared.attached_to(a), Some(mock_id(&cur)));
     assert_clean(&drv);
