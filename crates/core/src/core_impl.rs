@@ -946,13 +946,14 @@ impl IommuCore {
         if gs.devices[i].user_claims == 0 {
             return Err(Error::Invalid("device holds no claim"));
         }
-        if gs.owner_cnt == 1 {
-            Self::release_owner_locked(&g, &mut gs)?;
+        if gs.owner_cnt <= 1 {
+            // The last claim: back to the default domain (clears every claim).
+            Self::release_owner_locked(&g, &mut gs)
         } else {
             gs.owner_cnt -= 1;
+            gs.devices[i].user_claims -= 1;
+            Ok(())
         }
-        gs.devices[i].user_claims -= 1;
-        Ok(())
     }
 
     // ----- sysfs type -------------------------------------------------------------
