@@ -250,7 +250,7 @@ impl IommuCore {
             if let Some(last) = out.last_mut() {
                 if last.kind == r.kind && r.start <= last.last().saturating_add(1) {
                     let end = last.last().max(r.last());
-                    last.length = end - last.start + 1;
+                    last.length = (end - last.start).saturating_add(1);
                     continue;
                 }
             }
@@ -304,6 +304,12 @@ impl IommuCore {
             });
         driver.probe_device(&info)?;
         let resv = driver.get_resv_regions(&info);
+        if !resv.iter().all(ReservedRegion::is_valid) {
+            driver.release_device(&info);
+            return Err(Error::Invalid(
+                "driver reported a malformed reserved region",
+            ));
+        }
         let require_direct = resv.iter().any(|x| x.kind == ResvKind::Direct);
         let gdev = GroupDev {
             info: info.clone(),

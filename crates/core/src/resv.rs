@@ -87,7 +87,13 @@ impl ReservedRegion {
 
     /// The last byte (inclusive).
     pub const fn last(&self) -> u64 {
-        self.start + (self.length - 1)
+        self.start.saturating_add(self.length.saturating_sub(1))
+    }
+
+    /// Whether the region is well formed (non-empty, does not wrap past 2^64): the
+    /// fields are public, so a driver can build a bad one.
+    pub const fn is_valid(&self) -> bool {
+        self.length != 0 && self.start.checked_add(self.length - 1).is_some()
     }
 
     /// Whether `[start, last]` (inclusive) overlaps the region.
@@ -140,6 +146,16 @@ mod tests {
         let r = ReservedRegion::new(u64::MAX, 1, Prot::READ, ResvKind::Reserved).unwrap();
         assert_eq!(r.last(), u64::MAX);
         assert_eq!(ReservedRegion::X86_MSI.last(), 0xfeef_ffff);
+        assert!(r.is_valid() && ReservedRegion::ARM_SW_MSI.is_valid());
+        let bad = ReservedRegion {
+            start: u64::MAX,
+            length: 2,
+            prot: Prot::READ,
+            kind: ResvKind::Msi,
+        };
+        assert!(!bad.is_valid());
+        assert_eq!(bad.last(), u64::MAX);
+        assert!(!ReservedRegion { length: 0, ..bad }.is_valid());
         assert!(ReservedRegion::X86_MSI.overlaps(0xfeef_f000, 0xff00_0000));
         assert!(!ReservedRegion::X86_MSI.overlaps(0, 0xfedf_ffff));
     }

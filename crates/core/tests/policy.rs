@@ -481,3 +481,45 @@ fn reserved_regions_shape_the_default_domain() {
     );
     assert_clean(&drv);
 }
+
+#[test]
+fn malformed_driver_regions_refuse_the_device() {
+    let (core, drv, mmu) = setup(DefaultPolicy::Strict);
+    let bad = ReservedRegion {
+        start: u64::MAX - 0xfff,
+        length: 0x2000,
+        prot: Prot::RW,
+        kind: ResvKind::Reserved,
+    };
+    drv.shared
+        .resv
+        .lock()
+        .unwrap()
+        .insert("bad".into(), vec![bad]);
+    assert_eq!(
+        core.add_device(pci("bad", mmu, 1, 0, 0, None))
+            .unwrap_err()
+            .errno(),
+        Errno::EINVAL
+    );
+    assert!(matches!(
+        drv.shared.events.lock().unwrap().last(),
+        Some(Ev::Release(_))
+    ));
+    // A whole-space reserved region is fine and lists without overflow.
+    let all = ReservedRegion::new(0, u64::MAX, Prot::NONE, ResvKind::Reserved).unwrap();
+    let all2 = ReservedRegion::new(1, u64::MAX, Prot::NONE, ResvKind::Reserved).unwrap();
+    drv.shared
+        .resv
+        .lock()
+        .unwrap()
+        .insert("all".into(), vec![all, all2]);
+    let d = core.add_device(pci("all", mmu, 2, 0, 0, None)).unwrap();
+    let listing = core
+        .group_resv_regions(core.device_group(d).unwrap())
+        .unwrap();
+    assert_eq!(listing.len(), 1);
+    // (start, length) cannot express all 2^64 bytes: the merge saturates.
+    assert_eq!((listing[0].start, listing[0].length), (0, u64::MAX));
+    assert_clean(&drv);
+}
