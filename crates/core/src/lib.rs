@@ -10,6 +10,27 @@
 //!   domains to whole groups, arbitrates DMA ownership and applies the default-domain
 //!   policy; and [`IommuDomain`], the core's handle of a domain used by the DMA
 //!   layer, VFIO and iommufd.
+//!
+//! Decisions worth knowing when using the API:
+//!
+//! * **Freelists.** A driver's `iotlb_sync` frees the gather's table pages itself
+//!   once the invalidation has completed (it owns the table allocator); the flush
+//!   queue instead keeps the freelist of a queued gather and returns it through
+//!   `free_tables` after a later `flush_iotlb_all`.
+//! * **Two attach paths.** [`IommuCore::attach_group`] is Linux's
+//!   `iommu_attach_group`: EBUSY while the group is user-owned or while any
+//!   non-core domain (even the same one) is attached. A user owner (VFIO, iommufd)
+//!   uses [`IommuCore::replace_group_domain`] with its [`DmaOwner`] token, where
+//!   setting the current domain again is a no-op, as are all internal switches to
+//!   the domain already in use.
+//! * **Live DMA → DMA-FQ.** [`IommuCore::set_group_type`] calls the registered
+//!   [`DmaCookie::init_flush_queue`] under the group lock and publishes DMA-FQ
+//!   (release) only after it returned Ok; readers use
+//!   [`IommuDomain::domain_type`] (acquire) once per unmap. Unlike Linux's live path
+//!   it refuses groups with untrusted devices (EINVAL) or a device without
+//!   DEFERRED_FLUSH (EOPNOTSUPP).
+//! * **Allocation device.** [`IommuCore::domain_alloc_paging`] resolves the IOMMU
+//!   instance from the device; the domain records only that instance.
 #![no_std]
 
 extern crate alloc;
