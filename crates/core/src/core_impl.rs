@@ -259,6 +259,52 @@ impl IommuCore {
         Ok(out)
     }
 
+    /// The IOVA ranges `(start, last)` (inclusive, sorted, merged) a DMA-API domain of
+    /// the group must keep out of its IOVA allocator: RESERVED and MSI windows, and
+    /// the identity-mapped DIRECT / DIRECT_RELAXABLE windows (rounded out to
+    /// `granule`, a power of two). SW-MSI is not included: it is mapped on demand.
+    pub fn group_dma_reserved_ranges(
+        &self,
+        group: GroupId,
+        granule: u64,
+    ) -> Result<Vec<(u64, u64)>> {
+        if !granule.is_power_of_two() {
+            return Err(Error::Invalid("granule must be a power of two"));
+        }
+        let mut v: Vec<(u64, u64)> = self
+            .group_resv_regions(group)?
+            .iter()
+            .filter(|r| r.kind.dma_action() != DmaResvAction::OnDemand)
+            .map(|r| (r.start & !(granule - 1), r.last() | (granule - 1)))
+            .collect();
+        v.sort_unstable();
+        let mut out: Vec<(u64, u64)> = Vec::new();
+        for (s, e) in v {
+            match out.last_mut() {
+                Some(last) if s <= last.1.saturating_add(1) => last.1 = last.1.max(e),
+                _ => out.push((s, e)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The sysfs `reserved_regions` file: one `0x<start> 0x<end> <type>` line per
+    /// region (16 hex digits, inclusive end).
+    pub fn group_resv_regions_sysfs(&self, group: GroupId) -> Result<alloc::string::String> {
+        use core::fmt::Write;
+        let mut s = alloc::string::String::new();
+        for r in self.group_resv_regions(group)? {
+            let _ = writeln!(
+                s,
+                "0x{:016x} 0x{:016x} {}",
+                r.start,
+                r.last(),
+                r.kind.sysfs_name()
+            );
+        }
+        Ok(s)
+    }
+
     // ----- device hotplug ------------------------------------------------------
 
     /// Probe a new device: the driver's `probe_device`, group formation, and the

@@ -468,6 +468,30 @@ fn reserved_regions_shape_the_default_domain() {
     assert_eq!(def.iova_to_phys(Iova(0x800_0000)), None);
     let regions = core.device_resv_regions(d).unwrap();
     assert_eq!(regions.len(), 5);
+    let ranges = core.group_dma_reserved_ranges(g, 0x1000).unwrap();
+    assert_eq!(
+        ranges,
+        vec![
+            (0x1_0000, 0x1_0fff),
+            (0x7000_0000, 0x7000_1fff),
+            (0x7100_0000, 0x7100_1fff),
+            (0xfee0_0000, 0xfeef_ffff)
+        ]
+    );
+    assert_eq!(
+        core.group_dma_reserved_ranges(g, 0x3000)
+            .unwrap_err()
+            .errno(),
+        Errno::EINVAL
+    );
+    let text = core.group_resv_regions_sysfs(g).unwrap();
+    assert_eq!(
+        text.lines().next(),
+        Some("0x0000000000010000 0x0000000000010fff reserved")
+    );
+    assert!(text.contains("0x0000000070000800 0x00000000700017ff direct\n"));
+    assert!(text.contains("0x00000000fee00000 0x00000000feefffff msi\n"));
+    assert_eq!(text.lines().count(), 5);
     let listing = core.group_resv_regions(g).unwrap();
     assert!(listing.windows(2).all(|w| w[0].start <= w[1].start));
     // A rebuilt default domain gets the direct maps again.
