@@ -113,7 +113,7 @@ struct Ring<P> {
     entries: VecDeque<FqEntry<P>>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Counters {
     queued: AtomicU64,
     freed: AtomicU64,
