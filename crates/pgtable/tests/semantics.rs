@@ -473,3 +473,48 @@ fn stage2_concatenated_root_is_used() {
         WalkOutcome::Leaf { level: 1, .. }
     ));
 }
+
+#[test]
+fn walk_cache_forgets_freed_tables() {
+    // Map a page in region A (its level-3 table T is remembered by the walk cache),
+    // remove A's level-3 table, map a 2M block in a new 1G region B (whose new level-2
+    // table reuses T's page), then map in A again: a stale cache would write A's page
+    // descriptor into B's level-2 table.
+    let mem = SimMemory::new();
+    let t = LpaeTable::new(s1_4k(), &mem, Arc::new(NoFlush)).unwrap();
+    let a = 0x4000_0000u64;
+    let b = 0x8000_0000u64;
+    t.map_pages(Iova(a + 0x5000), PhysAddr(0x1_0000), SZ_4K, 1, Prot::RW)
+        .1
+        .unwrap();
+    assert_eq!(
+        t.unmap_pages(Iova(a), SZ_2M, 1, &mut IotlbGather::new()),
+        SZ_2M
+    );
+    t.map_pages(Iova(b), PhysAddr(0x20_0000), SZ_2M, 1, Prot::RW)
+        .1
+        .unwrap();
+    t.map_pages(Iova(a + 0x7000), PhysAddr(0x3_0000), SZ_4K, 1, Prot::RW)
+        .1
+        .unwrap();
+    assert_eq!(t.iova_to_phys(Iova(a + 0x7000)), Some(PhysAddr(0x3_0000)));
+    assert_eq!(t.iova_to_phys(Iova(b + 7 * SZ_2M)), None);
+    assert_eq!(t.iova_to_phys(Iova(b + 0x42)), Some(PhysAddr(0x20_0042)));
+    // Same with a block mapped over the table.
+    let c = 0xc000_0000u64;
+    t.map_pages(Iova(a), PhysAddr(0x4000_0000), SZ_2M, 1, Prot::RW)
+        .1
+        .unwrap();
+    t.map_pages(Iova(c), PhysAddr(0x60_0000), SZ_2M, 1, Prot::RW)
+        .1
+        .unwrap();
+    assert_eq!(
+        t.unmap_pages(Iova(a), SZ_2M, 1, &mut IotlbGather::new()),
+        SZ_2M
+    );
+    t.map_pages(Iova(a + 0x1000), PhysAddr(0x6_0000), SZ_4K, 1, Prot::RW)
+        .1
+        .unwrap();
+    assert_eq!(t.iova_to_phys(Iova(a + 0x1000)), Some(PhysAddr(0x6_0000)));
+    assert_eq!(t.iova_to_phys(Iova(c + 0x42)), Some(PhysAddr(0x60_0042)));
+}

@@ -10,6 +10,7 @@
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::ops::Deref;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use iommu_types::{Iova, PgSizeBitmap, PhysAddr, PhysMem, Prot};
 
@@ -34,6 +35,48 @@ where
     geo: Geometry,
     root: u64,
     flush: Arc<dyn FlushOps>,
+    cache: WalkCache,
+}
+
+/// The last table reached at each level by map/unmap, so that runs of calls in one
+/// region skip the walk from the root (most of the cost of a one-page map).
+///
+/// A slot packs `VALID | region << 36 | table >> 12`, where `region` is the IOVA
+/// divided by the span of one table at that level (at most 27 bits). Soundness: a
+/// table is freed only by an unmap or block map covering its *whole* region, and
+/// every slot is cleared when that happens; any later map/unmap in that region would
+/// overlap the freeing call, which callers must not do concurrently (as in Linux).
+/// Lookups (`iova_to_phys`) neither use nor fill the cache.
+#[derive(Default)]
+struct WalkCache {
+    slots: [AtomicU64; 4],
+}
+
+const CACHE_VALID: u64 = 1 << 63;
+const CACHE_PA_BITS: u32 = 36;
+const CACHE_KEY_MASK: u64 = (1 << 27) - 1;
+
+impl WalkCache {
+    #[inline(always)]
+    fn get(&self, level: u32, key: u64) -> Option<u64> {
+        let c = self.slots[level as usize].load(Ordering::Acquire);
+        (c & CACHE_VALID != 0 && (c >> CACHE_PA_BITS) & CACHE_KEY_MASK == key)
+            .then_some((c & ((1 << CACHE_PA_BITS) - 1)) << 12)
+    }
+
+    #[inline(always)]
+    fn put(&self, level: u32, key: u64, table: u64) {
+        if key <= CACHE_KEY_MASK && table >> (CACHE_PA_BITS + 12) == 0 {
+            let v = CACHE_VALID | key << CACHE_PA_BITS | table >> 12;
+            self.slots[level as usize].store(v, Ordering::Release);
+        }
+    }
+
+    fn clear(&self) {
+        for s in &self.slots {
+            s.store(0, Ordering::Release);
+        }
+    }
 }
 
 impl<M> core::fmt::Debug for LpaeTable<M>
@@ -62,6 +105,7 @@ where
             geo,
             root: root.0,
             flush,
+            cache: WalkCache::default(),
         })
     }
 
@@ -113,10 +157,31 @@ where
         d
     }
 
+    /// The walk-cache key of the table at `level` (> start level) covering `iova`.
+    #[inline(always)]
+    fn cache_key(&self, iova: u64, level: u32) -> u64 {
+        let in_range = iova & ((1u64 << self.geo.ias) - 1);
+        in_range >> self.geo.level_shift(level - 1)
+    }
+
     /// Walk from the root to the table at `target` level covering `iova`, creating
     /// missing tables. A leaf in the way is `Exists`.
     #[inline]
     fn walk_alloc(&self, iova: u64, target: u32) -> Result<u64> {
+        let g = &self.geo;
+        if target == g.start_level {
+            return Ok(self.root);
+        }
+        let key = self.cache_key(iova, target);
+        if let Some(t) = self.cache.get(target, key) {
+            return Ok(t);
+        }
+        let t = self.walk_alloc_slow(iova, target)?;
+        self.cache.put(target, key, t);
+        Ok(t)
+    }
+
+    fn walk_alloc_slow(&self, iova: u64, target: u32) -> Result<u64> {
         let g = &self.geo;
         let mut table = self.root;
         let mut level = g.start_level;
@@ -149,6 +214,20 @@ where
     /// entry on the way is empty or a leaf (a larger block: partial unmap).
     #[inline]
     fn walk_existing(&self, iova: u64, target: u32) -> Option<u64> {
+        let g = &self.geo;
+        if target == g.start_level {
+            return Some(self.root);
+        }
+        let key = self.cache_key(iova, target);
+        if let Some(t) = self.cache.get(target, key) {
+            return Some(t);
+        }
+        let t = self.walk_existing_slow(iova, target)?;
+        self.cache.put(target, key, t);
+        Some(t)
+    }
+
+    fn walk_existing_slow(&self, iova: u64, target: u32) -> Option<u64> {
         let g = &self.geo;
         let mut table = self.root;
         let mut level = g.start_level;
@@ -197,6 +276,7 @@ where
                 if Pte(p).is_table(level) {
                     // A block replaces a table: unmap and free everything below it.
                     self.write(slot, 0)?;
+                    self.cache.clear();
                     let at = iova.wrapping_add(i * pgsize);
                     self.flush.tlb_flush_walk(Iova(at), pgsize, granule.bytes());
                     self.free_subtree(Pte(p).addr(granule), level + 1);
@@ -258,6 +338,7 @@ where
             }
             let at = Iova(iova.wrapping_add(i * pgsize));
             if Pte(p).is_table(level) {
+                self.cache.clear();
                 // A whole sub-table goes: the walk caches must forget it, at every level
                 // (seed 001), before its pages may be reused.
                 gather.add_table(at, pgsize);
