@@ -134,8 +134,10 @@ pub struct SmmuFeatures {
     pub s1: bool,
     /// Stage 2 (`IDR0.S2P`).
     pub s2: bool,
-    /// Non-snoop can be forced off (`IDR3` CANWBS-style enforcement).
-    pub canwbs: bool,
+    /// Stage-2 forced write-back (`IDR3.FWB`), the SMMUv3 way to override no-snoop.
+    pub fwb: bool,
+    /// Range invalidation (`IDR3.RIL`).
+    pub ril: bool,
 }
 
 /// An SMMUv3 instance.
@@ -145,12 +147,12 @@ pub struct SmmuDecl {
     pub name: String,
     /// Translation granule of the page tables it is driven with.
     pub granule: u64,
-    /// TLB entries.
-    pub tlb: u32,
-    /// Walk-cache entries.
-    pub walk_cache: u32,
-    /// Configuration-cache (STE/CD) entries.
-    pub cfg_cache: u32,
+    /// TLB entries (`None`: unbounded, entries live until invalidated).
+    pub tlb: Option<u32>,
+    /// Walk-cache entries (`None`: unbounded).
+    pub walk_cache: Option<u32>,
+    /// Configuration-cache (STE/CD) entries (`None`: unbounded).
+    pub cfg_cache: Option<u32>,
     /// log2 of the command-queue entries.
     pub cmdq_log2: u32,
     /// Feature switches.
@@ -176,6 +178,9 @@ pub struct DeviceDecl {
     pub ats: bool,
     /// Issues no-snoop transactions.
     pub no_snoop: bool,
+    /// Firmware says its no-snoop can be overridden (IORT CANWBS), so it may join a
+    /// domain that enforces cache coherency.
+    pub canwbs: bool,
 }
 
 /// Where a device or the CPU accesses.

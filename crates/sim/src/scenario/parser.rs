@@ -411,28 +411,34 @@ fn parse_command(
                 None => 0x1000,
                 Some((v, col)) => granule(v, value_col("granule", col))?,
             };
-            let tlb = int_opt(args, "tlb", 1 << 20)?.unwrap_or(256) as u32;
-            let walk_cache = int_opt(args, "walk-cache", 1 << 20)?.unwrap_or(64) as u32;
-            let cfg_cache = int_opt(args, "cfg-cache", 1 << 20)?.unwrap_or(64) as u32;
+            let tlb = int_opt(args, "tlb", 1 << 20)?.map(|n| n as u32);
+            let walk_cache = int_opt(args, "walk-cache", 1 << 20)?.map(|n| n as u32);
+            let cfg_cache = int_opt(args, "cfg-cache", 1 << 20)?.map(|n| n as u32);
             let cmdq_log2 = int_opt(args, "cmdq-log2", 19)?.unwrap_or(8) as u32;
+            // Without a list the SMMU has every feature (like the model's default).
             let mut features = SmmuFeatures {
+                ats: true,
+                coherent: true,
                 s1: true,
-                ..SmmuFeatures::default()
+                s2: true,
+                fwb: true,
+                ril: true,
             };
             if let Some((list, col)) = args.take("features") {
-                features.s1 = false;
+                features = SmmuFeatures::default();
                 for f in list.split(',') {
                     match f {
                         "ats" => features.ats = true,
                         "coherent" => features.coherent = true,
                         "s1" => features.s1 = true,
                         "s2" => features.s2 = true,
-                        "canwbs" => features.canwbs = true,
+                        "fwb" => features.fwb = true,
+                        "ril" => features.ril = true,
                         _ => {
                             return Err((
                                 value_col("features", col),
                                 format!(
-                                    "unknown SMMU feature `{f}` (use ats, coherent, s1, s2, canwbs)"
+                                    "unknown SMMU feature `{f}` (use ats, coherent, s1, s2, fwb, ril)"
                                 ),
                             ));
                         }
@@ -479,6 +485,7 @@ fn parse_command(
             let noncoherent = args.flag(1, "noncoherent");
             let ats = args.flag(1, "ats");
             let no_snoop = args.flag(1, "no-snoop");
+            let canwbs = args.flag(1, "canwbs");
             StmtKind::Device(DeviceDecl {
                 name,
                 sid,
@@ -488,6 +495,7 @@ fn parse_command(
                 coherent: !noncoherent,
                 ats,
                 no_snoop,
+                canwbs,
             })
         }
         "map" => {

@@ -49,6 +49,8 @@ fn parses_a_full_scenario() {
     };
     assert_eq!(smmu.granule, 16384);
     assert!(smmu.features.ats && smmu.features.coherent && smmu.features.s1 && !smmu.features.s2);
+    assert_eq!(smmu.tlb, Some(128));
+    assert_eq!(smmu.walk_cache, None);
     let StmtKind::Device(tb) = &s.stmts[3].kind else {
         panic!()
     };

@@ -1,0 +1,176 @@
+//! Runs the built `iommu` binary: every subcommand, bad arguments and bad scenario
+//! files must give clear messages and the documented exit status.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn iommu(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_iommu"))
+        .args(args)
+        .output()
+        .expect("run iommu")
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn tmp(name: &str, content: &[u8]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("iommu-cli-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp dir");
+    let p = dir.join(name);
+    std::fs::write(&p, content).expect("write");
+    p
+}
+
+fn scenarios_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scenarios")
+}
+
+#[test]
+fn help_lists_subcommands_with_examples() {
+    let o = iommu(&["--help"]);
+    assert!(o.status.success());
+    let (out, _) = text(&o);
+    for w in [
+        "simulate",
+        "run",
+        "inspect",
+        "bench",
+        "Examples:",
+        "Exit status",
+    ] {
+        assert!(out.contains(w), "missing {w} in\n{out}");
+    }
+    for sub in [
+        &["simulate", "--help"][..],
+        &["run", "--help"],
+        &["inspect", "--help"],
+        &["bench", "--help"],
+        &["bench", "map", "--help"],
+    ] {
+        let o = iommu(sub);
+        assert!(o.status.success(), "{sub:?}");
+        assert!(text(&o).0.contains("Example"), "{sub:?}");
+    }
+}
+
+#[test]
+fn bad_arguments_are_usage_errors() {
+    for args in [
+        &["frobnicate"][..],
+        &["simulate", "--workload", "toaster"],
+        &["simulate", "--granule", "8k"],
+        &["simulate", "--ops", "5", "--seconds", "1"],
+        &["run"],
+        &["bench", "map", "-t", "x"],
+    ] {
+        let o = iommu(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {:?}", text(&o));
+        assert!(!text(&o).1.is_empty(), "{args:?} printed no error");
+    }
+}
+
+#[test]
+fn out_of_range_values_are_explained() {
+    let o = iommu(&["simulate", "--workload", "nic", "--cpus", "0"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).1.contains("cpus must be 1..=64"), "{:?}", text(&o));
+    let o = iommu(&["bench", "map", "-t", "0", "-s", "1"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o).1.contains("invalid thread number 0"),
+        "{:?}",
+        text(&o)
+    );
+    let o = iommu(&["bench", "map", "-s", "1", "-d", "3"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).1.contains("invalid dma direction"));
+    let o = iommu(&["bench", "--millis", "0"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn bad_scenario_files_give_file_line_column() {
+    let p = tmp(
+        "bad.scn",
+        b"smmu s0\ndevice nic sid=1 smmu=s0\n  rx = mapp nic size=4k\nunmap nothere\n",
+    );
+    let o = iommu(&["run", p.to_str().expect("utf8")]);
+    assert_eq!(o.status.code(), Some(2));
+    let (_, err) = text(&o);
+    assert!(err.contains("bad.scn:3:8: unknown command `mapp`"), "{err}");
+
+    let p2 = tmp("bad2.scn", b"smmu s0\nunmap nothere\n");
+    let o = iommu(&["run", p2.to_str().expect("utf8")]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o)
+            .1
+            .contains("bad2.scn:2:1: unknown handle `nothere`"),
+        "{:?}",
+        text(&o)
+    );
+
+    let p3 = tmp("bin.scn", b"\xff\xfe\x00");
+    let o = iommu(&["run", p3.to_str().expect("utf8")]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).1.contains("not valid UTF-8"));
+
+    let o = iommu(&["run", "/nonexistent/x.scn"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).1.contains("/nonexistent/x.scn"));
+
+    let o = iommu(&["inspect", p.to_str().expect("utf8")]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn micro_benchmarks_note_the_machine() {
+    let o = iommu(&["bench", "--millis", "2"]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let (out, _) = text(&o);
+    assert!(
+        out.contains("machine:") && out.contains("ns/op") && out.contains("io-pgtable"),
+        "{out}"
+    );
+    let o = iommu(&["bench", "--millis", "2", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert!(v["results"].as_array().is_some_and(|r| !r.is_empty()));
+    assert!(
+        v["machine"]["logical_cpus"]
+            .as_u64()
+            .is_some_and(|n| n >= 1)
+    );
+}
+
+#[test]
+fn shipped_scenarios_parse() {
+    let dir = scenarios_dir();
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).expect("scenarios/") {
+        let p = e.expect("entry").path();
+        if p.extension().is_some_and(|x| x == "scn") {
+            let bytes = std::fs::read(&p).expect("read");
+            if let Err(d) = iommu_sim_parse(&p, &bytes) {
+                panic!("{}: {d}", p.display());
+            }
+            n += 1;
+        }
+    }
+    assert!(n >= 5, "expected at least 5 scenarios, found {n}");
+}
+
+fn iommu_sim_parse(p: &std::path::Path, bytes: &[u8]) -> Result<(), String> {
+    iommu_sim::scenario::parse_bytes(&p.display().to_string(), bytes)
+        .map(|_| ())
+        .map_err(|d| {
+            d.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+}
