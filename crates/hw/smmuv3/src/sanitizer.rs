@@ -1,0 +1,125 @@
+//! The architectural sanitizer: typed reports of driver behaviour that the
+//! architecture leaves UNPREDICTABLE or that only works by luck on forgiving
+//! hardware (issue 3 "Architectural sanitizer").
+//!
+//! Method and limits:
+//! * **Stale use.** Every TLB / walk-cache / config-cache entry remembers the
+//!   descriptor words (address, value) it was built from. Each time a translation
+//!   uses a cached entry, those words are re-read; a difference (ignoring the bits
+//!   hardware itself may update: AF, and AP\[2\]/S2AP\[1\] under DBM) means software
+//!   changed a descriptor without completing an invalidation → [`Report::StaleTlb`] /
+//!   [`Report::StaleConfig`].
+//! * **TLB conflict.** On inserting a TLB entry, entries of the same tag whose ranges
+//!   overlap it and that give a different output are reported.
+//! * **ASID conflict.** On caching a CD, other cached CDs with the same VMID and ASID
+//!   but different TTB0/TTB1 are reported.
+//! * **Torn update.** The model cannot see CPU stores, so it *observes*: every STE
+//!   and CD it has ever fetched is watched, and at every command consumption and
+//!   every translation all watched entries are re-read. A live entry (V=1) that is
+//!   now illegal, or that changed in two or more dwords that the previously
+//!   observed value relied on (the "used bits" of reference §8), is a torn update
+//!   the SMMU could have fetched half-written. Limit: changes between two
+//!   observation points are merged, so a driver that writes several steps without
+//!   any command or translation in between is judged on the combined change (which
+//!   is exactly what a correct driver never does: each step ends with CFGI + SYNC).
+//!   CD watches of a stream are dropped when its STE or all its CDs are invalidated
+//!   (the CD table may be freed afterwards).
+
+/// Kind of torn update.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TornKind {
+    /// The live entry became illegal (it would raise C_BAD_STE / C_BAD_CD).
+    Illegal(&'static str),
+    /// Two or more dwords relied upon changed between observations.
+    MultiDword {
+        /// Bitmask of the dwords that changed in used bits.
+        dwords: u8,
+    },
+}
+
+/// One sanitizer finding.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Report {
+    /// A translation used a TLB or walk-cache entry whose descriptor changed in
+    /// memory without an invalidation.
+    StaleTlb {
+        /// StreamID.
+        sid: u32,
+        /// SubstreamID.
+        ssid: Option<u32>,
+        /// VMID tag.
+        vmid: u16,
+        /// ASID tag.
+        asid: u16,
+        /// Input address of the translation.
+        addr: u64,
+        /// Address of the changed descriptor.
+        desc_pa: u64,
+        /// Value the cached entry was built from.
+        cached: u64,
+        /// Value now in memory.
+        current: u64,
+    },
+    /// A translation used a cached STE / CD / L1 descriptor that changed in memory
+    /// without an invalidation.
+    StaleConfig {
+        /// StreamID.
+        sid: u32,
+        /// SubstreamID (None for STE / L1 STD).
+        ssid: Option<u32>,
+        /// Address of the structure.
+        pa: u64,
+    },
+    /// Two TLB entries of the same tag overlap with different outputs.
+    TlbConflict {
+        /// StreamID of the translation that inserted the second entry.
+        sid: u32,
+        /// VMID tag.
+        vmid: u16,
+        /// ASID tag.
+        asid: u16,
+        /// Input address.
+        addr: u64,
+        /// Output the existing entry gives for `addr`.
+        existing: u64,
+        /// Output of the new entry.
+        new: u64,
+    },
+    /// Two live CDs share an ASID within a VMID but point at different tables.
+    AsidConflict {
+        /// VMID.
+        vmid: u16,
+        /// ASID.
+        asid: u16,
+        /// First CD (sid, ssid index).
+        a: (u32, u32),
+        /// Second CD.
+        b: (u32, u32),
+        /// TTB0 of each.
+        ttb: (u64, u64),
+    },
+    /// A live STE or CD observed in an illegal intermediate state.
+    TornUpdate {
+        /// StreamID.
+        sid: u32,
+        /// SubstreamID index for a CD, None for an STE.
+        ssid: Option<u32>,
+        /// Address of the structure.
+        pa: u64,
+        /// What was wrong.
+        kind: TornKind,
+    },
+}
+
+/// Bits hardware may change in a leaf descriptor (AF; AP\[2\] / S2AP\[1\] under DBM),
+/// which the stale-use check ignores.
+pub fn hw_managed_mask(d: u64) -> u64 {
+    let mut m = crate::walk::desc::AF;
+    if d & crate::walk::desc::DBM != 0 {
+        m |= crate::walk::desc::AP2_OR_S2_WRITE;
+    }
+    m
+}
+
+/// Maximum reports kept (later ones are counted but dropped).
+pub const MAX_REPORTS: usize = 4096;
