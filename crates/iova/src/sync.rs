@@ -9,28 +9,44 @@ pub(crate) use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering, f
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering, fence};
 
+/// A short-hold lock (Linux uses spinlocks here): a test-and-set spinlock whose
+/// release is a plain store, yielding the CPU while another holder runs, so a
+/// preempted holder on an oversubscribed host does not make waiters burn their
+/// time slices. Under loom it is loom's model-checked mutex.
 #[cfg(not(loom))]
-use std::sync::{Mutex as Inner, MutexGuard};
-
-#[cfg(loom)]
-use loom::sync::{Mutex as Inner, MutexGuard};
-
-/// A mutual-exclusion lock whose `lock` never fails: a panic while holding it
-/// cannot leave our structures half-updated in a way later users could not cope
-/// with (every critical section keeps its invariants at each step), so poisoning is
-/// ignored.
 #[derive(Debug)]
-pub(crate) struct Lock<T>(Inner<T>);
+pub(crate) struct Lock<T>(spin::mutex::SpinMutex<T, spin::relax::Yield>);
 
+#[cfg(not(loom))]
 impl<T> Lock<T> {
     /// A lock around `value`.
     pub(crate) fn new(value: T) -> Self {
-        Self(Inner::new(value))
+        Self(spin::mutex::SpinMutex::new(value))
     }
 
     /// Take the lock.
     #[inline]
-    pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+    pub(crate) fn lock(&self) -> spin::mutex::SpinMutexGuard<'_, T> {
+        self.0.lock()
+    }
+}
+
+/// The loom version of [`Lock`].
+#[cfg(loom)]
+#[derive(Debug)]
+pub(crate) struct Lock<T>(loom::sync::Mutex<T>);
+
+#[cfg(loom)]
+impl<T> Lock<T> {
+    /// A lock around `value`.
+    pub(crate) fn new(value: T) -> Self {
+        Self(loom::sync::Mutex::new(value))
+    }
+
+    /// Take the lock (a panic while holding it cannot leave our structures
+    /// half-updated, so poisoning is ignored).
+    #[inline]
+    pub(crate) fn lock(&self) -> loom::sync::MutexGuard<'_, T> {
         match self.0.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),

@@ -102,18 +102,21 @@ impl IovaTree {
     }
 
     /// Walk down from the node keyed `start` looking for a gap of `size` under
-    /// `*high` and at or above `low`; returns the candidate pfn (Linux's do/while
-    /// loop over `rb_prev`).
+    /// `*high` and at or above `low`; returns the candidate pfn and the `pfn_hi` of
+    /// the start node (Linux's do/while loop over `rb_prev`). One tree descent.
     #[inline]
-    fn walk(&self, start: u64, high: &mut u64, low: u64, size: u64, align_mask: u64) -> u64 {
-        let mut curr_lo = start;
-        let mut below = self.nodes.range(..start).rev();
+    fn walk(&self, start: u64, high: &mut u64, low: u64, size: u64, align_mask: u64) -> (u64, u64) {
+        let mut nodes = self.nodes.range(..=start).rev();
+        let (mut curr_lo, start_hi) = match nodes.next() {
+            Some((&lo, &hi)) => (lo, hi),
+            None => (ANCHOR_PFN, ANCHOR_PFN),
+        };
         loop {
             *high = (*high).min(curr_lo);
             let new_pfn = high.wrapping_sub(size) & align_mask;
-            match below.next() {
+            match nodes.next() {
                 Some((&lo, &hi)) if new_pfn <= hi && new_pfn >= low => curr_lo = lo,
-                _ => return new_pfn,
+                _ => return (new_pfn, start_hi),
             }
         }
     }
@@ -151,17 +154,16 @@ impl IovaTree {
         } else {
             self.cached
         };
-        let retry_pfn = self.nodes.get(&start).copied().unwrap_or(ANCHOR_PFN);
         let mut high = limit;
         let mut low = self.start_pfn;
-        let mut new_pfn = self.walk(start, &mut high, low, size, align_mask);
+        let (mut new_pfn, retry_pfn) = self.walk(start, &mut high, low, size, align_mask);
         if high < size || new_pfn < low {
             // Retry once over the part above where the first walk started.
             if retry_pfn < limit {
                 high = limit;
                 low = retry_pfn + 1;
                 let from = self.find_limit(limit);
-                new_pfn = self.walk(from, &mut high, low, size, align_mask);
+                new_pfn = self.walk(from, &mut high, low, size, align_mask).0;
             }
             if high < size || new_pfn < low {
                 self.max32_alloc_size = size;
@@ -186,29 +188,33 @@ impl IovaTree {
         (pfn_lo != ANCHOR_PFN && pfn_hi >= pfn).then_some(IovaRange { pfn_lo, pfn_hi })
     }
 
-    /// Key of the node after `pfn_lo` (the anchor at worst).
-    fn next_key(&self, pfn_lo: u64) -> u64 {
-        self.nodes
-            .range(pfn_lo + 1..)
-            .next()
-            .map_or(ANCHOR_PFN, |(&lo, _)| lo)
-    }
-
     /// Remove the range containing `pfn` and return it.
+    #[inline]
     pub(crate) fn remove(&mut self, pfn: u64) -> Option<IovaRange> {
-        let r = self.find(pfn)?;
+        // Usually `pfn` is the start of its range: one descent finds the node and
+        // its successor. Otherwise search by containment.
+        let mut from = self.nodes.range(pfn..);
+        let (r, next) = match from.next() {
+            Some((&lo, &hi)) if lo == pfn && lo != ANCHOR_PFN => {
+                let next = from.next().map_or(ANCHOR_PFN, |(&lo, _)| lo);
+                (
+                    IovaRange {
+                        pfn_lo: lo,
+                        pfn_hi: hi,
+                    },
+                    next,
+                )
+            }
+            Some((&next, _)) => (self.find(pfn)?, next),
+            None => return None,
+        };
         // Move the cached nodes past the freed one as Linux does.
-        let move32 = r.pfn_lo == self.cached32
-            || (r.pfn_hi < self.dma_32bit_pfn && r.pfn_lo >= self.cached32);
-        let move64 = r.pfn_lo >= self.cached;
-        if move32 || move64 {
-            let next = self.next_key(r.pfn_lo);
-            if move32 {
-                self.cached32 = next;
-            }
-            if move64 {
-                self.cached = next;
-            }
+        if r.pfn_lo == self.cached32 || (r.pfn_hi < self.dma_32bit_pfn && r.pfn_lo >= self.cached32)
+        {
+            self.cached32 = next;
+        }
+        if r.pfn_lo >= self.cached {
+            self.cached = next;
         }
         if r.pfn_lo < self.dma_32bit_pfn {
             self.max32_alloc_size = self.dma_32bit_pfn;
