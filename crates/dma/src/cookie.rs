@@ -237,8 +237,13 @@ impl<D: DmaDomain, A: IovaAllocator> DmaCookie<D, A> {
         } else {
             IotlbGather::new()
         };
+        let mut unmapped = 0;
         for &(iova, len) in ranges {
-            self.domain.unmap(Iova(iova), len, &mut gather);
+            unmapped += self.domain.unmap(Iova(iova), len, &mut gather);
+        }
+        if unmapped == 0 {
+            // Nothing of ours was there: a bad or repeated unmap. Touch no IOVA.
+            return Err(Error::NotMapped { addr: alloc_iova });
         }
         if !lazy_at(Step::Sync) {
             // On failure the IOVA is leaked on purpose: stale entries may remain.
