@@ -224,13 +224,14 @@ impl IovaDomain {
         if c < self.ncpus { c } else { c % self.ncpus }
     }
 
-    /// Allocate `size` pfns ending at or below `limit_pfn` straight from the tree
-    /// (Linux's `alloc_iova`); `size_aligned` aligns the start to the next power
+    /// Allocate `size` pfns ending at or below `limit_pfn` (clamped to
+    /// [`max_pfn`](Self::max_pfn)) straight from the tree (Linux's `alloc_iova`); `size_aligned` aligns the start to the next power
     /// of two ≥ `size`. Returns the range.
     pub fn alloc_iova(&self, size: u64, limit_pfn: u64, size_aligned: bool) -> Result<IovaRange> {
         if size == 0 {
             return Err(Error::ZeroSize);
         }
+        let limit_pfn = limit_pfn.min(self.max_pfn);
         match self.tree.lock().alloc(size, limit_pfn, size_aligned) {
             Some(pfn_lo) => Ok(IovaRange {
                 pfn_lo,
@@ -253,6 +254,7 @@ impl IovaDomain {
         if size == 0 {
             return Err(Error::ZeroSize);
         }
+        let limit_pfn = limit_pfn.min(self.max_pfn);
         let size = if size < (1 << (IOVA_RANGE_CACHE_MAX_SIZE - 1)) {
             size.next_power_of_two()
         } else {
@@ -291,11 +293,8 @@ impl IovaDomain {
         if size == 0 {
             return Err(Error::ZeroSize);
         }
-        let order = order_base_2(size);
-        if pfn < self.start_pfn || pfn & ((1u64 << order.min(63)) - 1) != 0 || pfn > self.max_pfn {
-            return Err(Error::BadFastFree { pfn, size });
-        }
-        let order = order as usize;
+        self.check_fast_free(pfn, size)?;
+        let order = order_base_2(size) as usize;
         if order < IOVA_RANGE_CACHE_MAX_SIZE {
             let cpu = self.current_cpu();
             if self.rcaches[order].insert(cpu, pfn, self.mag_size) {
@@ -304,6 +303,18 @@ impl IovaDomain {
             return Ok(());
         }
         self.free_iova(pfn).map(|_| ())
+    }
+
+    /// The cheap plausibility checks of [`free_iova_fast`](Self::free_iova_fast).
+    pub(crate) fn check_fast_free(&self, pfn: u64, size: u64) -> Result<()> {
+        if size == 0 {
+            return Err(Error::ZeroSize);
+        }
+        let align_mask = (1u64 << order_base_2(size).min(63)) - 1;
+        if pfn < self.start_pfn || pfn & align_mask != 0 || pfn > self.max_pfn {
+            return Err(Error::BadFastFree { pfn, size });
+        }
+        Ok(())
     }
 
     /// Remove the range containing `pfn` from the tree (Linux's `free_iova`).
@@ -548,6 +559,42 @@ mod tests {
             .cpus(Arc::new(FixedCpuId { id: 0, count: 2 }))
             .build()
             .unwrap()
+    }
+
+    #[test]
+    fn domain_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<IovaDomain>();
+        check::<crate::FlushQueue<Vec<u64>>>();
+    }
+
+    #[test]
+    fn absurd_sizes_fail_cleanly() {
+        let d = domain(4096, 1);
+        for size in [u64::MAX, 1 << 63, (1 << 52) + 1] {
+            assert!(matches!(
+                d.alloc_iova_fast(size, u64::MAX, true),
+                Err(Error::NoSpace { .. })
+            ));
+            assert!(matches!(
+                d.alloc_iova(size, u64::MAX, false),
+                Err(Error::NoSpace { .. })
+            ));
+            assert!(d.free_iova_fast(1, size).is_err());
+        }
+        assert_eq!(d.alloc_iova_fast(0, 100, true), Err(Error::ZeroSize));
+        assert_eq!(d.alloc_iova(0, 100, true), Err(Error::ZeroSize));
+        // A limit beyond the address space is clamped, not trusted.
+        let p = d.alloc_iova_fast(1, u64::MAX, true).unwrap();
+        assert!(p < u64::MAX);
+        assert_eq!(
+            d.reserve_iova(5, u64::MAX),
+            Err(Error::BadRange {
+                lo: 5,
+                hi: u64::MAX
+            })
+        );
+        assert_eq!(d.tree_len(), 1);
     }
 
     #[test]

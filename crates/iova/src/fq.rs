@@ -276,10 +276,9 @@ impl<P: Send> FlushQueue<P> {
     /// until a flush that starts after this call has completed (Linux's
     /// `queue_iova`). The caller must have cleared the PTEs before calling. A full
     /// ring is flushed synchronously first. Arms the timeout if it is not pending.
+    /// A range the fast path cannot have handed out is refused up front.
     pub fn queue_iova(&self, iova_pfn: u64, pages: u64, payload: P) -> Result<()> {
-        if pages == 0 {
-            return Err(Error::ZeroSize);
-        }
+        self.iovad.check_fast_free(iova_pfn, pages)?;
         // Order the caller's PTE clears before the counter sample (smp_mb).
         fence(Ordering::SeqCst);
         {
@@ -586,6 +585,23 @@ mod tests {
         clock.advance(IOVA_SINGLE_FQ_TIMEOUT_NS);
         assert!(fq.poll());
         assert_eq!(ops.freed.lock().len(), 7);
+    }
+
+    #[test]
+    fn bogus_ranges_are_refused_at_queue_time() {
+        let (_, ops, _, fq) = setup(FqConfig::per_cpu(), 1);
+        assert_eq!(
+            fq.queue_iova(0, 1, 1),
+            Err(Error::BadFastFree { pfn: 0, size: 1 })
+        );
+        assert_eq!(
+            fq.queue_iova(3, 2, 1),
+            Err(Error::BadFastFree { pfn: 3, size: 2 })
+        );
+        assert_eq!(fq.queue_iova(4, 0, 1), Err(Error::ZeroSize));
+        assert_eq!(fq.occupancy(), 0);
+        assert_eq!(fq.deadline(), None);
+        assert!(ops.freed.lock().is_empty());
     }
 
     #[test]
