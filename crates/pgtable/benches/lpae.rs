@@ -6,7 +6,10 @@
 //! * map / unmap / random lookup of 131,072 2M blocks.
 //!
 //! One criterion iteration covers all N operations (throughput = N elements), so the
-//! time per operation is the reported time divided by N. Table pages come from one
+//! time per operation is the reported time divided by N. On a shared, loaded machine
+//! set `IOMMU_BENCH_CPU_TIME=1` to time the map/unmap loops by the thread's on-CPU
+//! time (`/proc/thread-self/schedstat`) instead of wall-clock time, so that time spent
+//! descheduled is not counted. Table pages come from one
 //! `SimMemory` reused across iterations (freed pages are recycled, like the free list
 //! of the C baseline).
 
@@ -60,6 +63,39 @@ fn unmap_all(t: &LpaeTable<&SimMemory>, size: u64, n: u64) {
     }
 }
 
+/// A start point of a timed section: wall clock, or on-CPU time of this thread.
+enum Stamp {
+    Wall(Instant),
+    Cpu(u64),
+}
+
+fn cpu_time_mode() -> bool {
+    std::env::var("IOMMU_BENCH_CPU_TIME").is_ok_and(|v| v == "1")
+}
+
+fn thread_cpu_ns() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    s.split_whitespace().next()?.parse().ok()
+}
+
+impl Stamp {
+    fn now() -> Stamp {
+        if cpu_time_mode() {
+            if let Some(ns) = thread_cpu_ns() {
+                return Stamp::Cpu(ns);
+            }
+        }
+        Stamp::Wall(Instant::now())
+    }
+
+    fn elapsed(&self) -> Duration {
+        match self {
+            Stamp::Wall(i) => i.elapsed(),
+            Stamp::Cpu(start) => Duration::from_nanos(thread_cpu_ns().unwrap_or(*start) - start),
+        }
+    }
+}
+
 fn bench_size(c: &mut Criterion, name: &str, size: u64, n: u64) {
     let mem = SimMemory::new();
     let mut group = c.benchmark_group(name);
@@ -70,7 +106,7 @@ fn bench_size(c: &mut Criterion, name: &str, size: u64, n: u64) {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
                 let t = table(&mem);
-                let start = Instant::now();
+                let start = Stamp::now();
                 map_all(&t, size, n);
                 total += start.elapsed();
             }
@@ -83,7 +119,7 @@ fn bench_size(c: &mut Criterion, name: &str, size: u64, n: u64) {
             for _ in 0..iters {
                 let t = table(&mem);
                 map_all(&t, size, n);
-                let start = Instant::now();
+                let start = Stamp::now();
                 unmap_all(&t, size, n);
                 total += start.elapsed();
             }
@@ -97,10 +133,16 @@ fn bench_size(c: &mut Criterion, name: &str, size: u64, n: u64) {
         .collect();
     order.shuffle(&mut rand::rngs::SmallRng::seed_from_u64(42));
     group.bench_function("lookup_random", |b| {
-        b.iter(|| {
-            for &iova in &order {
-                black_box(t.translate(Iova(iova)));
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let start = Stamp::now();
+                for &iova in &order {
+                    black_box(t.translate(Iova(iova)));
+                }
+                total += start.elapsed();
             }
+            total
         })
     });
     group.finish();

@@ -518,3 +518,17 @@ fn walk_cache_forgets_freed_tables() {
     assert_eq!(t.iova_to_phys(Iova(a + 0x1000)), Some(PhysAddr(0x6_0000)));
     assert_eq!(t.iova_to_phys(Iova(c + 0x42)), Some(PhysAddr(0x60_0042)));
 }
+
+#[test]
+fn works_over_dyn_physmem_and_as_a_trait_object() {
+    let mem: Arc<dyn PhysMem> = Arc::new(SimMemory::new());
+    let t: Box<dyn IoPgtable> =
+        Box::new(LpaeTable::new(s1_4k(), mem.clone(), Arc::new(NoFlush)).unwrap());
+    assert_eq!(
+        t.map_pages(Iova(0x1000), PhysAddr(0x2000), SZ_4K, 1, Prot::RW),
+        (SZ_4K, Ok(()))
+    );
+    assert_eq!(t.iova_to_phys(Iova(0x1fff)), Some(PhysAddr(0x2fff)));
+    fn assert_send_sync<T: Send + Sync>(_: &T) {}
+    assert_send_sync(&t);
+}

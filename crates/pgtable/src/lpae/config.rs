@@ -328,11 +328,23 @@ impl Geometry {
     }
 
     /// The level whose entries map `size` bytes, if `size` is a mappable size.
+    #[inline(always)]
     pub fn level_of_size(&self, size: u64) -> Option<u32> {
         if !self.pgsize_bitmap.contains(size) {
             return None;
         }
-        (self.start_level..=3).find(|&l| self.block_size(l) == size)
+        // Every size in the bitmap is the entry size of a level at or below the root.
+        let above_page = size.trailing_zeros() - self.granule.shift();
+        let bpl = self.granule.bits_per_level();
+        Some(if above_page == 0 {
+            3
+        } else if above_page == bpl {
+            2
+        } else if above_page == 2 * bpl {
+            1
+        } else {
+            0
+        })
     }
 
     /// Whether the table serves the upper (TTBR1) address range.
@@ -482,6 +494,32 @@ mod tests {
                 .geometry()
                 .is_err()
         );
+    }
+
+    #[test]
+    fn level_of_size_matches_block_sizes() {
+        for stage in [Stage::S1, Stage::S2] {
+            for g in Granule::ALL {
+                for ias in [32, 36, 39, 40, 42, 44, 48, 52] {
+                    for oas in [40, 48, 52] {
+                        let Ok(geo) = LpaeConfig::new(stage, g, ias, oas).geometry() else {
+                            continue;
+                        };
+                        for l in geo.start_level..=3 {
+                            let size = geo.block_size(l);
+                            let want = geo.pgsize_bitmap.contains(size).then_some(l);
+                            assert_eq!(
+                                geo.level_of_size(size),
+                                want,
+                                "{stage:?} {g:?} {ias} {oas} L{l}"
+                            );
+                        }
+                        assert_eq!(geo.level_of_size(3 << 12), None);
+                        assert_eq!(geo.level_of_size(0), None);
+                    }
+                }
+            }
+        }
     }
 
     #[test]
