@@ -128,7 +128,8 @@ impl SteBits {
         s = s.with_s2(vmid, granule_shift, start_level, ias, ps, ttb);
         s
     }
-    /// Add stage-2 fields (for nested STEs built from [`SteBits::s1`]).
+    /// Add stage-2 fields and enable stage 2 (nested when built from
+    /// [`SteBits::s1`]).
     pub fn with_s2(
         mut self,
         vmid: u16,
@@ -148,6 +149,8 @@ impl SteBits {
         } else {
             3 - start_level as u64
         };
+        let config = (self.0[0] >> 1) & 7;
+        put(&mut self.0[0], 1, 3, config | 0b110);
         put(&mut self.0[2], 0, 16, vmid as u64);
         put(&mut self.0[2], 32, 6, 64 - ias as u64);
         put(&mut self.0[2], 38, 2, sl0);

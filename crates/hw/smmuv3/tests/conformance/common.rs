@@ -33,7 +33,10 @@ impl Fx {
         self.mem.alloc_pages(4096, 4096).unwrap().0
     }
     pub fn alloc(&self, bytes: u64) -> u64 {
-        self.mem.alloc_pages(bytes, bytes).unwrap().0
+        self.mem
+            .alloc_pages(bytes, bytes.next_power_of_two())
+            .unwrap()
+            .0
     }
     /// Linear CD table of 2^cd_max CDs.
     pub fn cd_table(&self, cd_max: u32) -> u64 {
