@@ -14,7 +14,7 @@ use io_pgtable::{
 };
 use iommu_memory::SimMemory;
 use iommu_testkit::lpae::{self as hand, WalkOutcome, WalkParams};
-use iommu_testkit::reference::RefIommu;
+use iommu_testkit::reference::{RefIommu, strategy};
 use iommu_types::{Iova, PhysAddr, Prot};
 use proptest::prelude::*;
 
@@ -26,7 +26,7 @@ enum Op {
         slot: u64,
         count: u64,
         pa_slot: u64,
-        prot: u8,
+        prot: Prot,
     },
     /// Unmap with size index `size` at `slot`.
     Unmap {
@@ -40,7 +40,7 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (0..3usize, 0..64u64, 1..5u64, 0..64u64, 0..64u8)
+        4 => (0..3usize, 0..64u64, 1..5u64, 0..64u64, strategy::prot())
             .prop_map(|(size, slot, count, pa_slot, prot)| Op::Map { size, slot, count, pa_slot, prot }),
         1 => (0..3usize, 0..64u64, any::<bool>()).prop_map(|(size, slot, queued)| Op::Unmap { size, slot, queued }),
         2 => any::<usize>().prop_map(|pick| Op::UnmapExisting { pick }),
@@ -115,11 +115,6 @@ fn check_agreement(
     Ok(())
 }
 
-fn prot_of(bits: u8) -> Prot {
-    let p = Prot::from_bits_truncate(bits as u32);
-    if p.is_accessible() { p } else { p | Prot::READ }
-}
-
 fn run(g: Granule, stage: Stage, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mem = SimMemory::new();
     let start = mem.stats().pages_in_use;
@@ -145,7 +140,6 @@ fn run(g: Granule, stage: Stage, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let count = count.min((window - iova) / size).max(1);
                 let len = size * count;
                 let pa = pa_slot * largest + (iova % largest);
-                let prot = prot_of(prot);
                 let (mapped, r) = t.map_pages(Iova(iova), PhysAddr(pa), size, count, prot);
                 if model.is_free(iova, len) {
                     prop_assert!(r.is_ok(), "map {:#x}+{:#x}: {:?}", iova, len, r);

@@ -532,3 +532,60 @@ fn works_over_dyn_physmem_and_as_a_trait_object() {
     fn assert_send_sync<T: Send + Sync>(_: &T) {}
     assert_send_sync(&t);
 }
+
+#[test]
+fn removing_a_table_with_blocks_never_claims_a_leaf_level() {
+    // Seed 001: a level-1 table entry is removed while level-2 blocks sit below it; a
+    // driver deriving TTL from "the granule" would miss the 2M block entries.
+    let mem = SimMemory::new();
+    let flush = Arc::new(RecordingFlush::default());
+    let t = LpaeTable::new(s1_4k(), &mem, flush.clone()).unwrap();
+    t.map_pages(Iova(SZ_1G), PhysAddr(0), SZ_2M, 2, Prot::RW)
+        .1
+        .unwrap();
+    t.map_pages(Iova(SZ_1G + 8 * SZ_2M), PhysAddr(0), SZ_4K, 1, Prot::RW)
+        .1
+        .unwrap();
+    let mut g = IotlbGather::new();
+    assert_eq!(t.unmap_pages(Iova(SZ_1G), SZ_1G, 1, &mut g), SZ_1G);
+    assert!(!g.leaf_only);
+    assert_eq!((g.start, g.end, g.pgsize), (SZ_1G, 2 * SZ_1G - 1, 0));
+    assert_eq!(flush.take(), [FlushCall::Walk(SZ_1G, SZ_1G, SZ_4K)]);
+    assert_eq!(t.iova_to_phys(Iova(SZ_1G + SZ_2M)), None);
+}
+
+#[test]
+fn strictness_is_decided_per_call_by_the_gather() {
+    // Seed 000: no table-wide "non-strict" state; each unmap follows its own gather,
+    // so a flush queue switched on (or off) between calls is always observed.
+    let mem = SimMemory::new();
+    let flush = Arc::new(RecordingFlush::default());
+    let t = LpaeTable::new(s1_4k(), &mem, flush.clone()).unwrap();
+    t.map_pages(Iova(0), PhysAddr(0), SZ_4K, 4, Prot::RW)
+        .1
+        .unwrap();
+    let mut strict = IotlbGather::new();
+    let mut queued = IotlbGather::new_queued();
+    assert_eq!(t.unmap_pages(Iova(0), SZ_4K, 1, &mut strict), SZ_4K);
+    assert_eq!(flush.take(), [FlushCall::AddPage(0, SZ_4K)]);
+    assert_eq!(t.unmap_pages(Iova(0x1000), SZ_4K, 1, &mut queued), SZ_4K);
+    assert!(flush.take().is_empty() && queued.is_empty());
+    assert_eq!(t.unmap_pages(Iova(0x2000), SZ_4K, 1, &mut strict), SZ_4K);
+    assert_eq!(flush.take(), [FlushCall::AddPage(0x2000, SZ_4K)]);
+    // Table removal: strict flushes the walk and frees; queued defers the pages.
+    let pages = mem.stats().pages_in_use;
+    assert_eq!(t.unmap_pages(Iova(0), SZ_2M, 1, &mut queued), SZ_2M);
+    assert!(flush.take().is_empty());
+    assert_eq!(
+        (queued.freelist.len(), mem.stats().pages_in_use),
+        (1, pages)
+    );
+    t.map_pages(Iova(0), PhysAddr(0), SZ_4K, 1, Prot::RW)
+        .1
+        .unwrap();
+    assert_eq!(t.unmap_pages(Iova(0), SZ_2M, 1, &mut strict), SZ_2M);
+    assert_eq!(flush.take(), [FlushCall::Walk(0, SZ_2M, SZ_4K)]);
+    assert!(strict.freelist.is_empty());
+    t.free_tables(&queued.reset()).unwrap();
+    assert_eq!(mem.stats().pages_in_use, pages - 1);
+}

@@ -163,6 +163,29 @@ impl RefIommu {
     }
 }
 
+/// Proptest strategies for tests run against [`RefIommu`].
+pub mod strategy {
+    use iommu_types::Prot;
+    use proptest::prelude::*;
+
+    /// A `Prot` that grants access (READ and/or WRITE) with any mix of the other flags.
+    pub fn prot() -> impl Strategy<Value = Prot> {
+        (0u32..64).prop_map(|bits| {
+            let p = Prot::from_bits_truncate(bits);
+            if p.is_accessible() { p } else { p | Prot::READ }
+        })
+    }
+
+    /// An `(iova, size)` pair: one of `sizes`, naturally aligned, inside `[0, window)`
+    /// (`window` must be a multiple of the largest size).
+    pub fn aligned_chunk(sizes: Vec<u64>, window: u64) -> impl Strategy<Value = (u64, u64)> {
+        (proptest::sample::select(sizes), any::<u64>()).prop_map(move |(size, r)| {
+            let slots = (window / size).max(1);
+            ((r % slots) * size, size)
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,5 +216,16 @@ mod tests {
         assert!(!r.is_free(0xf_f000, 0x1001));
         assert!(r.is_free(0x10_1000, 0x1000));
         assert_eq!(r.probe_points().len(), 5);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn strategies_stay_in_bounds(
+            p in strategy::prot(),
+            (iova, size) in strategy::aligned_chunk(vec![0x1000, 0x20_0000], 0x40_0000),
+        ) {
+            proptest::prop_assert!(p.is_accessible());
+            proptest::prop_assert!(iova % size == 0 && iova + size <= 0x40_0000);
+        }
     }
 }
