@@ -168,6 +168,44 @@ pub struct FaultReport {
     pub class: u8,
     /// The transaction is stalled awaiting CMD_RESUME with this tag.
     pub stall_tag: Option<u16>,
+    /// The raw event ID.
+    pub code: u8,
+}
+
+impl FaultReport {
+    /// The core's view of this fault (`iommu_core::FaultReport`), for instance `iommu`.
+    pub fn to_core(&self, iommu: iommu_core::IommuId) -> iommu_core::FaultReport {
+        use iommu_core::FaultKind as K;
+        let kind = match self.kind {
+            EventKind::Translation => K::Translation,
+            EventKind::Permission => K::Permission,
+            EventKind::Access => K::AccessFlag,
+            EventKind::AddrSize => K::AddressSize,
+            EventKind::BadStreamId | EventKind::StreamDisabled | EventKind::BadSubstreamId => {
+                K::BadStream
+            }
+            EventKind::BadSte | EventKind::BadCd => K::BadConfig,
+            EventKind::SteFetch
+            | EventKind::CdFetch
+            | EventKind::WalkEabt
+            | EventKind::VmsFetch => K::External,
+            _ => K::Other,
+        };
+        iommu_core::FaultReport {
+            iommu,
+            stream_id: self.sid,
+            pasid: self.ssid,
+            iova: self.addr,
+            kind,
+            access: iommu_core::FaultAccess {
+                write: !self.read,
+                exec: self.instruction,
+                privileged: self.privileged,
+            },
+            code: self.code,
+            device: None,
+        }
+    }
 }
 
 /// A raw event record.
@@ -193,6 +231,7 @@ impl EventRecord {
             stage2: f::S2.get(w) == 1,
             class: f::CLASS.get(w) as u8,
             stall_tag: (f::STALL.get(w) == 1).then(|| f::STAG.get(w) as u16),
+            code: f::ID.get(w) as u8,
         }
     }
 }
@@ -233,5 +272,12 @@ mod tests {
             EventKind::Other(0xE3)
         );
         assert_eq!(EventRecord([0x08 | (1 << 11), 0, 0, 0]).decode().ssid, None);
+        let c = r.to_core(iommu_core::IommuId(2));
+        assert_eq!(c.kind, iommu_core::FaultKind::Translation);
+        assert_eq!(
+            (c.stream_id, c.pasid, c.iova, c.code),
+            (0x21, Some(3), 0xdead_b000, 0x10)
+        );
+        assert!(!c.access.write);
     }
 }

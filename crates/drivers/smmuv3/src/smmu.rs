@@ -332,6 +332,18 @@ impl Smmu {
         self.evtq.drain()
     }
 
+    /// Drain the event queue into the core's fault reports (tagged with
+    /// [`DriverConfig::iommu_id`]).
+    pub fn drain_core_faults(&self) -> Result<Vec<iommu_core::FaultReport>> {
+        let id = iommu_core::IommuId(self.cfg.iommu_id);
+        Ok(self.evtq.drain()?.iter().map(|f| f.to_core(id)).collect())
+    }
+
+    /// Event-queue overflows seen so far.
+    pub fn event_overflows(&self) -> u64 {
+        self.evtq.overflows()
+    }
+
     /// Invalidate `[iova, iova+size)` for an S1 context (`asid`, `vmid`) or, with
     /// `asid == None`, an S2 context (`vmid`). Falls back to ASID/VMID-wide
     /// invalidation above the configured threshold. Ends with CMD_SYNC.

@@ -233,3 +233,98 @@ fn permissions_and_exec() {
     );
     assert!(d.enforce_cache_coherency());
 }
+
+#[test]
+fn strict_unmap_with_16k_and_64k_granules() {
+    for (g, gran) in [(false, 0x4000u64), (true, 0x10000u64)] {
+        let hw = SmmuConfig::builder()
+            .gran4k(false)
+            .gran16k(!g)
+            .gran64k(g)
+            .build();
+        for stage in [DomainStage::S1, DomainStage::S2] {
+            let r = rig_with(hw.clone(), own_asids());
+            r.drv.probe_stream(SID, false).unwrap();
+            let d = SmmuDomain::new(&r.drv, stage, gran, false).unwrap();
+            assert!(
+                SmmuDomain::new(&r.drv, stage, K4, false).is_err(),
+                "4K not supported"
+            );
+            d.attach_sids(&[SID], false).unwrap();
+            let buf = r.buffer(gran, 0x3c);
+            let iova = 16 * gran;
+            d.map_pages(Iova(iova), buf, gran, 1, Prot::RW).1.unwrap();
+            assert_eq!(read(&r, SID, iova + gran - 1).unwrap(), 0x3c);
+            let mut gth = IotlbGather::new();
+            assert_eq!(d.unmap_pages(Iova(iova), gran, 1, &mut gth), gran);
+            d.iotlb_sync(&mut gth).unwrap();
+            assert!(
+                read(&r, SID, iova + gran - 1).is_err(),
+                "{gran:#x} {stage:?}"
+            );
+            r.sanitizer_silent();
+        }
+    }
+}
+
+#[test]
+fn ats_masters_get_atc_invalidation_after_the_tlb() {
+    let r = rig();
+    r.drv.probe_stream(SID, true).unwrap();
+    assert!(r.drv.stream_ats(SID));
+    let d = SmmuDomain::new(&r.drv, DomainStage::S1, K4, false).unwrap();
+    d.attach_sids(&[SID], false).unwrap();
+    let buf = r.buffer(K4, 0x42);
+    d.map_pages(Iova(0x9000), buf, K4, 1, Prot::RW).1.unwrap();
+    // The device caches the translation in its ATC.
+    let t = r.hw.ats_translate(SID, None, 0x9000, Access::READ).unwrap();
+    assert_eq!(t.pa, buf);
+    assert!(
+        r.hw.ats_translate(SID, None, 0x9000, Access::READ)
+            .unwrap()
+            .cached
+    );
+    let before = r.hw.stats().commands[smmuv3::cmd::op::ATC_INV as usize];
+    let mut g = IotlbGather::new();
+    d.unmap_pages(Iova(0x9000), K4, 1, &mut g);
+    d.iotlb_sync(&mut g).unwrap();
+    assert_eq!(
+        r.hw.stats().commands[smmuv3::cmd::op::ATC_INV as usize] - before,
+        1
+    );
+    assert!(
+        r.hw.ats_translate(SID, None, 0x9000, Access::READ).is_err(),
+        "ATC entry gone"
+    );
+    // A non-ATS master gets no ATC_INV.
+    r.drv.probe_stream(SID + 1, false).unwrap();
+    d.attach_sids(&[SID + 1], false).unwrap();
+    assert!(
+        r.hw.ats_translate(SID + 1, None, 0x9000, Access::READ)
+            .is_err(),
+        "EATS=0"
+    );
+    let _ = r.hw.take_sanitizer_reports();
+}
+
+#[test]
+fn faults_reach_the_core_as_typed_reports() {
+    let r = rig_with(
+        SmmuConfig::default(),
+        DriverConfig {
+            iommu_id: 7,
+            ..own_asids()
+        },
+    );
+    r.drv.probe_stream(SID, false).unwrap();
+    let d = SmmuDomain::new(&r.drv, DomainStage::S1, K4, false).unwrap();
+    d.attach_sids(&[SID], false).unwrap();
+    let _ = r.hw.dma_write(SID, None, 0xdead_0000, &[1], false);
+    let f = r.drv.drain_core_faults().unwrap();
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0].iommu, iommu_core::IommuId(7));
+    assert_eq!(f[0].kind, iommu_core::FaultKind::Translation);
+    assert_eq!((f[0].stream_id, f[0].iova), (SID, 0xdead_0000));
+    assert!(f[0].access.write);
+    assert!(r.drv.drain_core_faults().unwrap().is_empty(), "consumed");
+}

@@ -281,15 +281,25 @@ fn concurrent_map_unmap_in_distinct_domains_with_dma() {
         d.attach_sids(&[sid], false).unwrap();
         let hw = r.hw.clone();
         let buf = r.buffer(16 * K4, 0x30 + t as u8);
+        // A stable page next to the churned ones (same leaf table): the device
+        // DMAs it all along and must always see it. (DMA to a page while it is being
+        // unmapped would race legitimately with the invalidation.)
+        let stable = r.buffer(K4, 0x50 + t as u8);
+        d.map_pages(Iova(0x10_0000 + 16 * K4), stable, K4, 1, Prot::RW)
+            .1
+            .unwrap();
         let dev_stop = stop.clone();
         let hw2 = r.hw.clone();
         devs.push(std::thread::spawn(move || {
-            let mut i = 0u64;
+            let mut n = 0u64;
             while !dev_stop.load(Ordering::Relaxed) {
                 let mut b = [0u8; 1];
-                let _ = hw2.dma_read(sid, None, 0x10_0000 + (i % 16) * K4, &mut b, false);
-                i += 1;
+                hw2.dma_read(sid, None, 0x10_0000 + 16 * K4, &mut b, false)
+                    .unwrap();
+                assert_eq!(b[0], 0x50 + t as u8);
+                n += 1;
             }
+            assert!(n > 0);
         }));
         workers.push(std::thread::spawn(move || {
             for round in 0..100u64 {
