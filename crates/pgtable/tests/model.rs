@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use io_pgtable::{
-    Granule, HwConfig, IoPgtable, IotlbGather, LpaeConfig, LpaeTable, NoFlush, Stage,
+    Granule, HwConfig, IoPgtable, IotlbGather, LpaeConfig, LpaeTable, NoFlush, Quirks, Stage,
 };
 use iommu_memory::SimMemory;
 use iommu_testkit::lpae::{self as hand, WalkOutcome, WalkParams};
@@ -66,14 +66,24 @@ fn config(g: Granule, stage: Stage) -> LpaeConfig {
     LpaeConfig::new(stage, g, ias, 48)
 }
 
+/// Where the IOVA window of a table starts: 0, or the bottom of the upper range.
+fn window_base(cfg: &LpaeConfig) -> u64 {
+    if cfg.quirks.contains(Quirks::ARM_TTBR1) {
+        !((1u64 << cfg.ias) - 1)
+    } else {
+        0
+    }
+}
+
 fn walk_params(t: &dyn IoPgtable) -> (u64, WalkParams) {
     match t.hw_config() {
         HwConfig::LpaeS1(c) => {
-            let h = c.tcr.ttbr0.unwrap();
-            (
-                c.ttbr(),
-                WalkParams::stage1(h.tsz, hand::tg0_shift(h.tg).unwrap(), false).unwrap(),
-            )
+            let p = match (c.tcr.ttbr0, c.tcr.ttbr1) {
+                (Some(h), _) => WalkParams::stage1(h.tsz, hand::tg0_shift(h.tg).unwrap(), false),
+                (None, Some(h)) => WalkParams::stage1(h.tsz, hand::tg1_shift(h.tg).unwrap(), true),
+                _ => None,
+            };
+            (c.ttbr(), p.unwrap())
         }
         HwConfig::LpaeS2(c) => (
             c.vttbr,
@@ -115,10 +125,11 @@ fn check_agreement(
     Ok(())
 }
 
-fn run(g: Granule, stage: Stage, ops: Vec<Op>) -> Result<(), TestCaseError> {
+fn run(cfg: LpaeConfig, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mem = SimMemory::new();
     let start = mem.stats().pages_in_use;
-    let t = LpaeTable::new(config(g, stage), &mem, Arc::new(NoFlush)).unwrap();
+    let base = window_base(&cfg);
+    let t = LpaeTable::new(cfg, &mem, Arc::new(NoFlush)).unwrap();
     let root_pages = mem.stats().pages_in_use - start;
     let sizes: Vec<u64> = t.pgsize_bitmap().iter().collect();
     let largest = *sizes.last().unwrap();
@@ -136,8 +147,8 @@ fn run(g: Granule, stage: Stage, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 prot,
             } => {
                 let size = sizes[size % sizes.len()];
-                let iova = (slot * size * 7) % window;
-                let count = count.min((window - iova) / size).max(1);
+                let iova = base + (slot * size * 7) % window;
+                let count = count.min((window - (iova - base)) / size).max(1);
                 let len = size * count;
                 let pa = pa_slot * largest + (iova % largest);
                 let (mapped, r) = t.map_pages(Iova(iova), PhysAddr(pa), size, count, prot);
@@ -200,7 +211,7 @@ fn run(g: Granule, stage: Stage, ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Op::Unmap { size, slot, queued } => {
                 let size = sizes[size % sizes.len()];
-                let iova = (slot * size * 7) % window;
+                let iova = base + (slot * size * 7) % window;
                 let mut gather = if queued {
                     IotlbGather::new_queued()
                 } else {
@@ -236,7 +247,12 @@ fn run(g: Granule, stage: Stage, ops: Vec<Op>) -> Result<(), TestCaseError> {
     // Unmap everything, root entry by root entry: every table must go back.
     let mut unmapped = 0;
     for i in 0..4 {
-        unmapped += t.unmap_pages(Iova(i * largest), largest, 1, &mut IotlbGather::new());
+        unmapped += t.unmap_pages(
+            Iova(base + i * largest),
+            largest,
+            1,
+            &mut IotlbGather::new(),
+        );
     }
     prop_assert!(unmapped >= model.mapped_bytes());
     let model = RefIommu::new();
@@ -256,16 +272,29 @@ proptest! {
 
     #[test]
     fn random_ops_4k_s1(ops in prop::collection::vec(op(), 1..40)) {
-        run(Granule::G4K, Stage::S1, ops)?;
+        run(config(Granule::G4K, Stage::S1), ops)?;
     }
 
     #[test]
     fn random_ops_16k_s2(ops in prop::collection::vec(op(), 1..40)) {
-        run(Granule::G16K, Stage::S2, ops)?;
+        run(config(Granule::G16K, Stage::S2), ops)?;
     }
 
     #[test]
     fn random_ops_64k_s1(ops in prop::collection::vec(op(), 1..40)) {
-        run(Granule::G64K, Stage::S1, ops)?;
+        run(config(Granule::G64K, Stage::S1), ops)?;
+    }
+
+    #[test]
+    fn random_ops_4k_s1_ttbr1(ops in prop::collection::vec(op(), 1..40)) {
+        run(config(Granule::G4K, Stage::S1).with_quirks(Quirks::ARM_TTBR1), ops)?;
+    }
+
+    #[test]
+    fn random_ops_16k_s2_concatenated(ops in prop::collection::vec(op(), 1..40)) {
+        // 16K, 40-bit IPA and PA: sixteen concatenated level-2 tables form the root.
+        let cfg = LpaeConfig::new(Stage::S2, Granule::G16K, 40, 40);
+        prop_assert_eq!(cfg.geometry().unwrap().concat_tables, 16);
+        run(cfg, ops)?;
     }
 }
