@@ -327,3 +327,49 @@ fn concurrent_map_unmap_in_distinct_domains_with_dma() {
     let _ = r.drv.drain_events();
     r.sanitizer_silent();
 }
+
+#[test]
+fn seed_002_flaw_reusing_an_uninvalidated_asid_shows_the_old_translation() {
+    // The broken lifecycle: an ASID goes back to the pool without TLBI_NH_ASID.
+    // The next domain that gets it sees the previous owner's cached translation —
+    // exactly what the driver's `IdAllocator::free(.., invalidate)` path prevents
+    // (see `asid_is_not_freed_while_referenced_and_is_invalidated_before_reuse`).
+    let asids = Arc::new(IdAllocator::new("ASID", 1)); // a single ASID
+    let r = rig_with(
+        SmmuConfig::default(),
+        DriverConfig {
+            asids: Some(asids.clone()),
+            ..Default::default()
+        },
+    );
+    let (sa, sb) = (1, 2);
+    r.drv.probe_stream(sa, false).unwrap();
+    r.drv.probe_stream(sb, false).unwrap();
+    let iova = 0x5000;
+    let a = SmmuDomain::new(&r.drv, DomainStage::S1, K4, false).unwrap();
+    let asid = a.ctx().asid().unwrap();
+    a.map_pages(Iova(iova), r.buffer(K4, 0xaa), K4, 1, Prot::RW)
+        .1
+        .unwrap();
+    a.attach_sids(&[sa], false).unwrap();
+    let mut b = [0u8; 1];
+    r.hw.dma_read(sa, None, iova, &mut b, false).unwrap();
+    assert_eq!(b[0], 0xaa);
+    StaticDomain::blocked(&r.drv).attach_sids(&[sa]).unwrap();
+    // Flawed free: no invalidation. (`a`'s own drop later finds it already free.)
+    asids.free(asid, |_| Ok(())).unwrap();
+    let c = SmmuDomain::new(&r.drv, DomainStage::S1, K4, false).unwrap();
+    assert_eq!(
+        c.ctx().asid(),
+        Some(asid),
+        "the same ASID is handed out again"
+    );
+    c.map_pages(Iova(iova), r.buffer(K4, 0xcc), K4, 1, Prot::RW)
+        .1
+        .unwrap();
+    c.attach_sids(&[sb], false).unwrap();
+    r.hw.dma_read(sb, None, iova, &mut b, false).unwrap();
+    assert_eq!(b[0], 0xaa, "stale translation of the previous ASID owner");
+    let _ = r.hw.take_sanitizer_reports();
+    drop(a);
+}
