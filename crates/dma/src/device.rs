@@ -22,7 +22,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use iommu_types::{Iova, PhysAddr, PhysMem, Prot};
+use iommu_types::{Errno, Iova, PhysAddr, PhysMem, Prot};
 
 use crate::cookie::DmaCookie;
 use crate::dir::DmaDirection;
@@ -514,7 +514,11 @@ impl<D: DmaDomain, A: IovaAllocator> DmaDevice<D, A> {
             if let Err(e) = self.cookie.map(at, s.map_phys, s.map_len, prot) {
                 let _ = self.cookie.unmap_unwind(&ranges);
                 self.cookie.free_iova_now(iova, plan.total);
-                return Err(e);
+                // Like Linux: ENOMEM passes through, anything else is EINVAL.
+                return Err(match e.errno() {
+                    Errno::ENOMEM => e,
+                    _ => Error::Domain(Errno::EINVAL),
+                });
             }
             ranges.push((at, s.map_len));
         }

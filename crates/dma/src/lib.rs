@@ -9,6 +9,7 @@
 //! [`device`] (the per-device API). [`mock`] is a software domain with a modelled
 //! IOTLB for tests and benchmarks; [`iova`] a simple allocator for any granule.
 
+pub mod bind;
 pub mod cookie;
 pub mod device;
 pub mod dir;
