@@ -17,6 +17,7 @@
 mod domain;
 mod error;
 mod fq;
+mod rangemap;
 mod rcache;
 mod stats;
 mod sync;

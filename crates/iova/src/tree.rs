@@ -1,15 +1,14 @@
 //! The address-ordered set of allocated and reserved IOVA ranges, with Linux's
 //! top-down, cached-node allocation (reference: `software.md` §3.1, §3.2).
 //!
-//! Linux keeps `struct iova` nodes in an rbtree; here a `BTreeMap` from `pfn_lo` to
-//! `pfn_hi` plays that role. The "cached nodes" are kept as keys of that map, and an
+//! Linux keeps `struct iova` nodes in an rbtree; here a sorted two-level array
+//! from `pfn_lo` to `pfn_hi` ([`RangeMap`]) plays that role. The "cached nodes" are kept as keys of that map, and an
 //! anchor entry at pfn `u64::MAX` plays the part of Linux's sentinel so that every
 //! walk has a node to start from. This structure is not thread-safe on its own; the
 //! domain wraps it in a lock.
 
-use std::collections::BTreeMap;
-
 use crate::error::{Error, Result};
+use crate::rangemap::RangeMap;
 
 /// The sentinel node's pfn: never allocated, always present.
 pub(crate) const ANCHOR_PFN: u64 = u64::MAX;
@@ -54,7 +53,7 @@ pub(crate) const fn fls(x: u64) -> u32 {
 #[derive(Debug)]
 pub(crate) struct IovaTree {
     /// `pfn_lo -> pfn_hi` of every node, anchor included.
-    nodes: BTreeMap<u64, u64>,
+    nodes: RangeMap,
     /// Key of `cached_node` (allocations with a limit above 4 GiB start here).
     cached: u64,
     /// Key of `cached32_node` (allocations with a limit at or below 4 GiB start here).
@@ -70,7 +69,7 @@ impl IovaTree {
     /// An empty tree for pfns from `start_pfn`, with the 4 GiB boundary at
     /// `dma_32bit_pfn` (exclusive).
     pub(crate) fn new(start_pfn: u64, dma_32bit_pfn: u64) -> Self {
-        let mut nodes = BTreeMap::new();
+        let mut nodes = RangeMap::new();
         nodes.insert(ANCHOR_PFN, ANCHOR_PFN);
         Self {
             nodes,
@@ -92,8 +91,8 @@ impl IovaTree {
     pub(crate) fn ranges(&self) -> impl Iterator<Item = IovaRange> + '_ {
         self.nodes
             .iter()
-            .filter(|(lo, _)| **lo != ANCHOR_PFN)
-            .map(|(&pfn_lo, &pfn_hi)| IovaRange { pfn_lo, pfn_hi })
+            .filter(|&(lo, _)| lo != ANCHOR_PFN)
+            .map(|(pfn_lo, pfn_hi)| IovaRange { pfn_lo, pfn_hi })
     }
 
     /// The current `max32_alloc_size` (for tests and statistics).
@@ -103,20 +102,23 @@ impl IovaTree {
 
     /// Walk down from the node keyed `start` looking for a gap of `size` under
     /// `*high` and at or above `low`; returns the candidate pfn and the `pfn_hi` of
-    /// the start node (Linux's do/while loop over `rb_prev`). One tree descent.
+    /// the start node (Linux's do/while loop over `rb_prev`).
     #[inline]
     fn walk(&self, start: u64, high: &mut u64, low: u64, size: u64, align_mask: u64) -> (u64, u64) {
-        let mut nodes = self.nodes.range(..=start).rev();
-        let (mut curr_lo, start_hi) = match nodes.next() {
-            Some((&lo, &hi)) => (lo, hi),
-            None => (ANCHOR_PFN, ANCHOR_PFN),
-        };
+        let mut pos = self.nodes.pred_or_eq(start);
+        let (mut curr_lo, start_hi) = pos.map_or((ANCHOR_PFN, ANCHOR_PFN), |p| self.nodes.entry(p));
         loop {
             *high = (*high).min(curr_lo);
             let new_pfn = high.wrapping_sub(size) & align_mask;
-            match nodes.next() {
-                Some((&lo, &hi)) if new_pfn <= hi && new_pfn >= low => curr_lo = lo,
-                _ => return (new_pfn, start_hi),
+            let Some(p) = pos.and_then(|p| self.nodes.prev(p)) else {
+                return (new_pfn, start_hi);
+            };
+            let (lo, hi) = self.nodes.entry(p);
+            if new_pfn <= hi && new_pfn >= low {
+                curr_lo = lo;
+                pos = Some(p);
+            } else {
+                return (new_pfn, start_hi);
             }
         }
     }
@@ -128,9 +130,8 @@ impl IovaTree {
             return ANCHOR_PFN;
         }
         self.nodes
-            .range(limit..)
-            .next()
-            .map_or(ANCHOR_PFN, |(&lo, _)| lo)
+            .succ_or_eq(limit)
+            .map_or(ANCHOR_PFN, |p| self.nodes.entry(p).0)
     }
 
     /// Allocate `size` granules ending at or below `limit_pfn` (inclusive), top-down;
@@ -184,30 +185,23 @@ impl IovaTree {
 
     /// The range containing `pfn`, if any.
     pub(crate) fn find(&self, pfn: u64) -> Option<IovaRange> {
-        let (&pfn_lo, &pfn_hi) = self.nodes.range(..=pfn).next_back()?;
+        let (pfn_lo, pfn_hi) = self.nodes.entry(self.nodes.pred_or_eq(pfn)?);
         (pfn_lo != ANCHOR_PFN && pfn_hi >= pfn).then_some(IovaRange { pfn_lo, pfn_hi })
     }
 
     /// Remove the range containing `pfn` and return it.
     #[inline]
     pub(crate) fn remove(&mut self, pfn: u64) -> Option<IovaRange> {
-        // Usually `pfn` is the start of its range: one descent finds the node and
-        // its successor. Otherwise search by containment.
-        let mut from = self.nodes.range(pfn..);
-        let (r, next) = match from.next() {
-            Some((&lo, &hi)) if lo == pfn && lo != ANCHOR_PFN => {
-                let next = from.next().map_or(ANCHOR_PFN, |(&lo, _)| lo);
-                (
-                    IovaRange {
-                        pfn_lo: lo,
-                        pfn_hi: hi,
-                    },
-                    next,
-                )
-            }
-            Some((&next, _)) => (self.find(pfn)?, next),
-            None => return None,
-        };
+        let p = self.nodes.pred_or_eq(pfn)?;
+        let (pfn_lo, pfn_hi) = self.nodes.entry(p);
+        if pfn_lo == ANCHOR_PFN || pfn_hi < pfn {
+            return None;
+        }
+        let r = IovaRange { pfn_lo, pfn_hi };
+        let next = self
+            .nodes
+            .next(p)
+            .map_or(ANCHOR_PFN, |q| self.nodes.entry(q).0);
         // Move the cached nodes past the freed one as Linux does.
         if r.pfn_lo == self.cached32 || (r.pfn_hi < self.dma_32bit_pfn && r.pfn_lo >= self.cached32)
         {
@@ -219,14 +213,14 @@ impl IovaTree {
         if r.pfn_lo < self.dma_32bit_pfn {
             self.max32_alloc_size = self.dma_32bit_pfn;
         }
-        self.nodes.remove(&r.pfn_lo);
+        self.nodes.remove_at(p);
         self.counters.frees += 1;
         Some(r)
     }
 
     /// Re-key a node to start lower (reserve merging), keeping the cached keys valid.
     fn extend_down(&mut self, old_lo: u64, new_lo: u64) {
-        if let Some(hi) = self.nodes.remove(&old_lo) {
+        if let Some(hi) = self.nodes.remove(old_lo) {
             self.nodes.insert(new_lo, hi);
             if self.cached == old_lo {
                 self.cached = new_lo;
@@ -251,17 +245,23 @@ impl IovaTree {
             });
         }
         let mut overlapping: Vec<(u64, u64)> = Vec::new();
-        if let Some((&lo, &hi)) = self.nodes.range(..=pfn_lo).next_back() {
-            if hi >= pfn_lo && lo != ANCHOR_PFN {
-                overlapping.push((lo, hi));
+        let mut pos = match self.nodes.pred_or_eq(pfn_lo) {
+            Some(p) => {
+                let (lo, hi) = self.nodes.entry(p);
+                if hi >= pfn_lo && lo != ANCHOR_PFN {
+                    overlapping.push((lo, hi));
+                }
+                self.nodes.next(p)
             }
-        }
-        if pfn_lo < pfn_hi {
-            overlapping.extend(
-                self.nodes
-                    .range(pfn_lo + 1..=pfn_hi)
-                    .map(|(&lo, &hi)| (lo, hi)),
-            );
+            None => self.nodes.succ_or_eq(pfn_lo),
+        };
+        while let Some(p) = pos {
+            let (lo, hi) = self.nodes.entry(p);
+            if lo > pfn_hi || lo == ANCHOR_PFN {
+                break;
+            }
+            overlapping.push((lo, hi));
+            pos = self.nodes.next(p);
         }
         let mut lo = pfn_lo;
         for (node_lo, node_hi) in overlapping {
