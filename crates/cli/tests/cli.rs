@@ -174,3 +174,47 @@ fn iommu_sim_parse(p: &std::path::Path, bytes: &[u8]) -> Result<(), String> {
                 .join("\n")
         })
 }
+
+#[test]
+fn run_passes_good_scenarios_and_reports_failed_expectations() {
+    let good = scenarios_dir().join("strict_replay.scn");
+    let o = iommu(&["run", good.to_str().expect("utf8")]);
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    assert!(text(&o).0.contains("PASS"));
+
+    let p = tmp("fails.scn", b"smmu s0\ndevice nic sid=1 smmu=s0\nrx = map nic size=2k\nunmap rx\ndma-read nic rx len=4\nexpect ok\n");
+    let o = iommu(&[
+        "run",
+        good.to_str().expect("utf8"),
+        p.to_str().expect("utf8"),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{:?}", text(&o));
+    let (out, _) = text(&o);
+    assert!(
+        out.contains("fails.scn:6:1: expected the last action to succeed"),
+        "{out}"
+    );
+
+    let o = iommu(&["run", "--json", good.to_str().expect("utf8")]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["failures"].as_array().map(Vec::len), Some(0));
+}
+
+#[test]
+fn inspect_decodes_ste_cd_and_tables() {
+    let s = scenarios_dir().join("asid_lifecycle.scn");
+    let o = iommu(&["inspect", s.to_str().expect("utf8")]);
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    let (out, _) = text(&o);
+    for w in [
+        "STE @",
+        "Config=0b101 (stage 1)",
+        "CD[0] @",
+        "ASID=",
+        "TTB0",
+        "L3[",
+        "page iova 0x10000",
+    ] {
+        assert!(out.contains(w), "missing {w} in\n{out}");
+    }
+}

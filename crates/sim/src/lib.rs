@@ -12,11 +12,13 @@
 
 pub mod cost;
 mod error;
+pub mod inspect;
 pub mod interp;
 pub mod mapbench;
 pub mod metrics;
 pub mod micro;
 pub mod oracle;
+pub mod platform;
 pub mod report;
 pub mod scenario;
 pub mod stats;
