@@ -415,6 +415,8 @@ pub struct Features {
     pub bbml: u8,
     /// Output address size in bits.
     pub oas: u32,
+    /// Input (IPA) address size in bits: max(VA size, OAS), as Linux derives it.
+    pub ias: u32,
     /// Page sizes supported (4K→4K|2M|1G, 16K→16K|32M, 64K→64K|512M).
     pub pgsize_bitmap: u64,
     /// Virtual address size in bits (48 or 52).
@@ -472,6 +474,9 @@ impl Features {
             fwb: flag(idr3::FWB, i3),
             bbml: idr3::BBML.get_word(i3) as u8,
             oas: oas_bits(idr5::OAS.get_word(i5)).unwrap_or(48),
+            ias: oas_bits(idr5::OAS.get_word(i5))
+                .unwrap_or(48)
+                .max(if idr5::VAX.get_word(i5) == 1 { 52 } else { 48 }),
             pgsize_bitmap: pgsize,
             vax_bits: if idr5::VAX.get_word(i5) == 1 { 52 } else { 48 },
         }

@@ -290,6 +290,8 @@ fn concurrent_map_unmap_in_distinct_domains_with_dma() {
             .unwrap();
         let dev_stop = stop.clone();
         let hw2 = r.hw.clone();
+        let started = Arc::new(AtomicBool::new(false));
+        let st2 = started.clone();
         devs.push(std::thread::spawn(move || {
             let mut n = 0u64;
             while !dev_stop.load(Ordering::Relaxed) {
@@ -298,9 +300,13 @@ fn concurrent_map_unmap_in_distinct_domains_with_dma() {
                     .unwrap();
                 assert_eq!(b[0], 0x50 + t as u8);
                 n += 1;
+                st2.store(true, Ordering::Release);
             }
             assert!(n > 0);
         }));
+        while !started.load(Ordering::Acquire) {
+            std::thread::yield_now();
+        }
         workers.push(std::thread::spawn(move || {
             for round in 0..100u64 {
                 let page = round % 16;

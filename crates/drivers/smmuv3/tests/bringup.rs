@@ -122,3 +122,29 @@ fn missing_features_are_clear_errors() {
         Err(Error::Unsupported("MSI CMD_SYNC completion"))
     );
 }
+
+#[test]
+fn probe_again_over_a_running_smmu() {
+    // Firmware (or a previous driver) left the SMMU enabled: probe disables it
+    // first (GBPA abort, CR0 = 0) and brings it up again with fresh tables.
+    let r = rig();
+    r.drv.probe_stream(1, false).unwrap();
+    smmuv3::domain::StaticDomain::identity(&r.drv)
+        .attach_sids(&[1])
+        .unwrap();
+    let again = Smmu::probe(r.hw.clone(), r.mem.clone(), own_asids()).unwrap();
+    assert!(
+        r.hw.translate(1, None, 0x1000, smmuv3_model::Access::READ)
+            .is_err(),
+        "new table: abort"
+    );
+    again.probe_stream(1, false).unwrap();
+    smmuv3::domain::StaticDomain::identity(&again)
+        .attach_sids(&[1])
+        .unwrap();
+    assert!(
+        r.hw.translate(1, None, 0x1000, smmuv3_model::Access::READ)
+            .is_ok()
+    );
+    assert_ne!(r.hw.read32(off::CR0ACK) & cr0::SMMUEN, 0);
+}

@@ -328,3 +328,35 @@ fn faults_reach_the_core_as_typed_reports() {
     assert!(f[0].access.write);
     assert!(r.drv.drain_core_faults().unwrap().is_empty(), "consumed");
 }
+
+#[test]
+fn lazy_unmap_keeps_removed_tables_until_the_flush() {
+    let r = rig();
+    r.drv.probe_stream(SID, false).unwrap();
+    let d = SmmuDomain::new(&r.drv, DomainStage::S1, K4, false).unwrap();
+    d.attach_sids(&[SID], false).unwrap();
+    // A 2 MiB region of 4K pages: unmapping it whole removes a level-3 table.
+    let buf = r.buffer(M2, 0x19);
+    d.map_pages(Iova(M2), buf, K4, M2 / K4, Prot::RW).1.unwrap();
+    assert_eq!(read(&r, SID, M2 + 0x5000).unwrap(), 0x19);
+    let before = r.hw.stats().total_commands();
+    let mut g = IotlbGather::new_queued();
+    assert_eq!(d.unmap_pages(Iova(M2), M2, 1, &mut g), M2);
+    assert!(!g.leaf_only);
+    d.iotlb_sync(&mut g).unwrap();
+    assert_eq!(
+        r.hw.stats().total_commands(),
+        before,
+        "lazy: nothing issued"
+    );
+    // The removed table stays allocated (a walk cache may still point at it).
+    assert_eq!(g.freelist.len(), 1);
+    let t = g.freelist[0];
+    assert!(r.mem.is_present(t.pa));
+    // The flush queue's domain-wide flush, then the tables are returned.
+    d.flush_iotlb_all().unwrap();
+    assert!(read(&r, SID, M2 + 0x5000).is_err());
+    d.free_tables(std::mem::take(&mut g.freelist));
+    assert!(!r.mem.is_present(t.pa));
+    let _ = r.hw.take_sanitizer_reports();
+}
