@@ -28,6 +28,7 @@ pub mod cmd;
 pub mod config;
 pub mod event;
 pub mod field;
+pub mod fuzzing;
 pub mod regs;
 pub mod sanitizer;
 mod smmu;

@@ -4,5 +4,7 @@
 mod commands;
 mod common;
 mod events;
+mod fuzz_replay;
+mod model_proptest;
 mod sanitizer;
 mod translate;
