@@ -118,3 +118,45 @@ fn submissions_from_many_threads() {
     assert_eq!(after - before, 800);
     assert!(r.drv.cmdq().errors().is_empty());
 }
+
+#[test]
+fn a_stopped_queue_times_out_instead_of_spinning_forever() {
+    for sync in [SyncPref::Msi, SyncPref::PollCons] {
+        let r = rig_with(
+            SmmuConfig::default(),
+            DriverConfig {
+                sync,
+                poll_limit: 2000,
+                ..own_asids()
+            },
+        );
+        r.drv.disable().unwrap(); // CMDQEN off: nothing is consumed any more
+        assert_eq!(
+            r.drv.submit(&[Cmd::CfgiAll]),
+            Err(smmuv3::Error::Timeout("CMD_SYNC completion"))
+        );
+    }
+}
+
+#[test]
+fn event_queue_overflow_is_acknowledged_and_draining_continues() {
+    let hw = SmmuConfig::builder().evtq_log2(2).build(); // 4 records
+    let r = rig_with(hw, own_asids());
+    r.drv.probe_stream(1, false).unwrap();
+    let d = smmuv3::domain::SmmuDomain::new(&r.drv, smmuv3::domain::DomainStage::S1, 0x1000, false)
+        .unwrap();
+    d.attach_sids(&[1], false).unwrap();
+    for i in 0..10u64 {
+        let _ =
+            r.hw.translate(1, None, 0x10_0000 + i * 0x1000, smmuv3_model::Access::READ);
+    }
+    let first = r.drv.drain_events().unwrap();
+    assert!(!first.is_empty() && first.len() <= 4, "{}", first.len());
+    assert_eq!(r.drv.event_overflows(), 1);
+    // After the acknowledgement new faults are recorded again.
+    let _ =
+        r.hw.translate(1, None, 0xabc_d000, smmuv3_model::Access::READ);
+    let next = r.drv.drain_events().unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].addr, 0xabc_d000);
+}
