@@ -38,28 +38,39 @@ where
     cache: WalkCache,
 }
 
-/// The last table reached at each level by map/unmap, so that runs of calls in one
-/// region skip the walk from the root (most of the cost of a one-page map).
+/// Tables recently reached by map/unmap walks, per level, so that calls in a region
+/// already walked skip the descent from the root (most of the cost of a one-page map,
+/// and half of a 4K lookup).
 ///
-/// A slot packs `VALID | region << 36 | table >> 12`, where `region` is the IOVA
-/// divided by the span of one table at that level (at most 27 bits). Soundness: a
-/// table is freed only by an unmap or block map covering its *whole* region, and
-/// every slot is cleared when that happens; any later map/unmap in that region would
-/// overlap the freeing call, which callers must not do concurrently (as in Linux).
-/// Lookups (`iova_to_phys`) neither use nor fill the cache.
+/// Direct mapped: [`CACHE_WAYS`] slots per level, chosen by the low bits of the region
+/// number. A slot packs `VALID | region << 36 | table >> 12`, where `region` is the IOVA
+/// (inside the input range) divided by the span of one table at that level (at most
+/// 27 bits); tables at or above 2^48 are simply not cached.
+///
+/// Soundness: a table is freed only by an unmap or a block map covering its *whole*
+/// region, and every slot is cleared before that happens; a later map/unmap in the
+/// region would overlap the freeing call, which callers must not run concurrently (as
+/// in Linux). Lookups read the cache but never fill it, so a lookup racing with an
+/// unmap cannot leave a freed table behind in it.
 #[derive(Default)]
 struct WalkCache {
-    slots: [AtomicU64; 4],
+    slots: [[AtomicU64; CACHE_WAYS]; 4],
 }
 
+const CACHE_WAYS: usize = 16;
 const CACHE_VALID: u64 = 1 << 63;
 const CACHE_PA_BITS: u32 = 36;
 const CACHE_KEY_MASK: u64 = (1 << 27) - 1;
 
 impl WalkCache {
     #[inline(always)]
+    fn slot(&self, level: u32, key: u64) -> &AtomicU64 {
+        &self.slots[level as usize & 3][key as usize % CACHE_WAYS]
+    }
+
+    #[inline(always)]
     fn get(&self, level: u32, key: u64) -> Option<u64> {
-        let c = self.slots[level as usize].load(Ordering::Acquire);
+        let c = self.slot(level, key).load(Ordering::Acquire);
         (c & CACHE_VALID != 0 && (c >> CACHE_PA_BITS) & CACHE_KEY_MASK == key)
             .then_some((c & ((1 << CACHE_PA_BITS) - 1)) << 12)
     }
@@ -68,13 +79,15 @@ impl WalkCache {
     fn put(&self, level: u32, key: u64, table: u64) {
         if key <= CACHE_KEY_MASK && table >> (CACHE_PA_BITS + 12) == 0 {
             let v = CACHE_VALID | key << CACHE_PA_BITS | table >> 12;
-            self.slots[level as usize].store(v, Ordering::Release);
+            self.slot(level, key).store(v, Ordering::Release);
         }
     }
 
     fn clear(&self) {
-        for s in &self.slots {
-            s.store(0, Ordering::Release);
+        for level in &self.slots {
+            for s in level {
+                s.store(0, Ordering::Release);
+            }
         }
     }
 }
@@ -164,6 +177,21 @@ where
         in_range >> self.geo.level_shift(level - 1)
     }
 
+    /// The deepest table covering `iova` known to the walk cache (or the root), and its
+    /// level. Read-only: lookups never fill the cache.
+    #[inline(always)]
+    fn cached_start(&self, iova: u64) -> (u64, u32) {
+        let start = self.geo.start_level;
+        let mut level = 3;
+        while level > start {
+            if let Some(t) = self.cache.get(level, self.cache_key(iova, level)) {
+                return (t, level);
+            }
+            level -= 1;
+        }
+        (self.root, start)
+    }
+
     /// Walk from the root to the table at `target` level covering `iova`, creating
     /// missing tables. A leaf in the way is `Exists`.
     #[inline]
@@ -176,9 +204,7 @@ where
         if let Some(t) = self.cache.get(target, key) {
             return Ok(t);
         }
-        let t = self.walk_alloc_slow(iova, target)?;
-        self.cache.put(target, key, t);
-        Ok(t)
+        self.walk_alloc_slow(iova, target)
     }
 
     fn walk_alloc_slow(&self, iova: u64, target: u32) -> Result<u64> {
@@ -206,6 +232,7 @@ where
             }
             table = Pte(p).addr(g.granule);
             level += 1;
+            self.cache.put(level, self.cache_key(iova, level), table);
         }
         Ok(table)
     }
@@ -222,9 +249,7 @@ where
         if let Some(t) = self.cache.get(target, key) {
             return Some(t);
         }
-        let t = self.walk_existing_slow(iova, target)?;
-        self.cache.put(target, key, t);
-        Some(t)
+        self.walk_existing_slow(iova, target)
     }
 
     fn walk_existing_slow(&self, iova: u64, target: u32) -> Option<u64> {
@@ -238,6 +263,7 @@ where
             }
             table = Pte(p).addr(g.granule);
             level += 1;
+            self.cache.put(level, self.cache_key(iova, level), table);
         }
         Some(table)
     }
@@ -460,8 +486,7 @@ where
         if !g.iova_ok(iova) {
             return None;
         }
-        let mut table = self.root;
-        let mut level = g.start_level;
+        let (mut table, mut level) = self.cached_start(iova);
         loop {
             let p = Pte(self.read(table + 8 * g.index(iova, level)).ok()?);
             if !p.is_valid() {
