@@ -10,9 +10,9 @@ use iommu_types::{PhysAddr, PhysMem};
 pub const VALID: u64 = 1;
 /// Descriptor bit 1: table (levels 0–2) or page (level 3) when set with VALID.
 pub const TABLE_OR_PAGE: u64 = 1 << 1;
-/// Stage-1 AP[2] (read-only).
+/// Stage-1 AP\[2\] (read-only).
 pub const S1_RDONLY: u64 = 1 << 7;
-/// Stage-1 AP[1] (unprivileged).
+/// Stage-1 AP\[1\] (unprivileged).
 pub const S1_USER: u64 = 1 << 6;
 /// Stage-2 S2AP read.
 pub const S2_READ: u64 = 1 << 6;
@@ -162,8 +162,8 @@ pub enum Desc {
     },
 }
 
-/// Output-address bits of a descriptor: [47:granule] and, with 64K, PA[51:48] from
-/// bits [15:12].
+/// Output-address bits of a descriptor: bits 47 down to the granule shift and, with 64K, PA\[51:48\] from
+/// bits \[15:12\].
 pub fn out_addr(raw: u64, granule_shift: u32) -> u64 {
     let top = (1u64 << 48) - 1;
     let mut pa = raw & top & !((1u64 << granule_shift) - 1);

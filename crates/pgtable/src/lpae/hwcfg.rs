@@ -151,7 +151,7 @@ pub struct Vtcr {
 }
 
 impl Vtcr {
-    /// VTCR bits [18:0] (the layout an SMMUv3 STE keeps in d2[50:32]).
+    /// VTCR bits \[18:0\] (the layout an SMMUv3 STE keeps in d2\[50:32\]).
     pub fn to_bits(&self) -> u64 {
         (self.t0sz as u64)
             | (self.sl0 as u64) << 6

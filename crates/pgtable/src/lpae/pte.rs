@@ -4,7 +4,7 @@
 use super::config::{Geometry, Granule, Quirks, Stage};
 use iommu_types::Prot;
 
-/// Descriptor type field, bits [1:0]: block at levels 0–2.
+/// Descriptor type field, bits \[1:0\]: block at levels 0–2.
 pub const TYPE_BLOCK: u64 = 0b01;
 /// Descriptor type field: table at levels 0–2, page at level 3.
 pub const TYPE_TABLE: u64 = 0b11;
@@ -13,21 +13,21 @@ pub const TYPE_PAGE: u64 = 0b11;
 /// Mask of the type field.
 pub const TYPE_MASK: u64 = 0b11;
 
-/// Stage-1 AttrIndx field shift (bits [4:2]).
+/// Stage-1 AttrIndx field shift (bits \[4:2\]).
 pub const ATTRINDX_SHIFT: u32 = 2;
 /// Stage-1 NS (bit 5).
 pub const NS: u64 = 1 << 5;
-/// Stage-1 AP[1]: unprivileged access allowed (bit 6).
+/// Stage-1 AP\[1\]: unprivileged access allowed (bit 6).
 pub const AP_UNPRIV: u64 = 1 << 6;
-/// Stage-1 AP[2]: read-only (bit 7).
+/// Stage-1 AP\[2\]: read-only (bit 7).
 pub const AP_RDONLY: u64 = 1 << 7;
-/// Stage-2 S2AP[0]: read allowed (bit 6).
+/// Stage-2 S2AP\[0\]: read allowed (bit 6).
 pub const HAP_READ: u64 = 1 << 6;
-/// Stage-2 S2AP[1]: write allowed (bit 7).
+/// Stage-2 S2AP\[1\]: write allowed (bit 7).
 pub const HAP_WRITE: u64 = 1 << 7;
-/// Stage-2 MemAttr shift (bits [5:2]).
+/// Stage-2 MemAttr shift (bits \[5:2\]).
 pub const MEMATTR_SHIFT: u32 = 2;
-/// Shareability field shift (bits [9:8]).
+/// Shareability field shift (bits \[9:8\]).
 pub const SH_SHIFT: u32 = 8;
 /// Outer shareable.
 pub const SH_OS: u64 = 2 << SH_SHIFT;
@@ -47,7 +47,7 @@ pub const XN: u64 = 3 << 53;
 pub const SW_SYNC: u64 = 1 << 55;
 /// NSTable (bit 63) on stage-1 table descriptors.
 pub const NSTABLE: u64 = 1 << 63;
-/// Output-address field, bits [47:12].
+/// Output-address field, bits \[47:12\].
 pub const ADDR_MASK: u64 = 0x0000_ffff_ffff_f000;
 
 /// MAIR index of Normal non-cacheable memory (§5).
@@ -119,7 +119,7 @@ impl Pte {
     }
 
     /// Pack an output (or table) address into the address field (§1: with 64K
-    /// granules PA[51:48] goes to bits [15:12]).
+    /// granules PA\[51:48\] goes to bits \[15:12\]).
     #[inline(always)]
     pub const fn addr_bits(pa: u64, granule: Granule) -> u64 {
         match granule {
