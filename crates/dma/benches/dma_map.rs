@@ -2,7 +2,9 @@
 //! mode from 1 and 2 threads, and map_sg + unmap_sg of a 64 KiB list of 16
 //! segments.
 //!
-//! The domain is the crate's mock domain (a software table plus a modelled IOTLB),
+//! Two domains: the SMMUv3 driver on the SMMUv3 hardware model (`smmu/...`, real
+//! LPAE tables, TLBI + CMD_SYNC through the model's command queue, IOVAs from
+//! iommu-iova's magazines), and the crate's mock domain (`mock/...`) (a software table plus a modelled IOTLB),
 //! with every invalidation (strict range sync, flush-queue flush) costing a
 //! busy-wait of `SYNC_COST` to stand for the command-queue round trip of a real
 //! SMMU (CMD_SYNC). Software costs are measured for real.
@@ -11,16 +13,53 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use iommu_dma::bind::CoreDomain;
 use iommu_dma::iova::SimpleIova;
 use iommu_dma::mock::MockDomain;
 use iommu_dma::{DeviceConfig, DmaAttrs, DmaCookie, DmaDevice, DmaDirection, SgEntry};
+use iommu_iova::IovaDomain;
 use iommu_memory::SimMemory;
-use iommu_types::{PhysAddr, PhysMem, ThreadCpuId};
+use iommu_types::{Mmio, PhysAddr, PhysMem, ThreadCpuId};
+use smmuv3::domain::{DomainStage, SmmuDomain};
+use smmuv3::{DriverConfig, Smmu};
+use smmuv3_model::{Smmu as Model, SmmuConfig};
 
 /// Modelled cost of one invalidation + CMD_SYNC.
 const SYNC_COST: Duration = Duration::from_micros(1);
 
 type Dev = DmaDevice<Arc<MockDomain>, Arc<SimpleIova>>;
+type SmmuDev = DmaDevice<CoreDomain<SmmuDomain>, Arc<IovaDomain>>;
+
+/// The DMA API on the SMMUv3 driver over the hardware model (stream 0x10, S1).
+fn setup_smmu(lazy: bool) -> (Arc<SimMemory>, Arc<SmmuDev>) {
+    let mem = Arc::new(SimMemory::new());
+    let hw = Arc::new(Model::new(
+        SmmuConfig::default(),
+        mem.clone() as Arc<dyn PhysMem>,
+    ));
+    let drv = Smmu::probe(
+        hw as Arc<dyn Mmio>,
+        mem.clone() as Arc<dyn PhysMem>,
+        DriverConfig::default(),
+    )
+    .unwrap();
+    drv.probe_stream(0x10, false).unwrap();
+    let dom = SmmuDomain::new(&drv, DomainStage::S1, 4096, false).unwrap();
+    dom.attach_sids(&[0x10], false).unwrap();
+    let cpus = Arc::new(ThreadCpuId::new(2));
+    let iova = Arc::new(
+        IovaDomain::builder(4096, 1)
+            .cpus(cpus.clone())
+            .build()
+            .unwrap(),
+    );
+    let cookie = Arc::new(DmaCookie::new(CoreDomain(dom), iova, cpus).unwrap());
+    if lazy {
+        cookie.enable_flush_queue().unwrap();
+    }
+    let dev = DmaDevice::new(cookie, mem.clone(), None, DeviceConfig::default()).unwrap();
+    (mem, Arc::new(dev))
+}
 
 fn setup(lazy: bool) -> (Arc<SimMemory>, Arc<Dev>) {
     let mem = Arc::new(SimMemory::new());
@@ -40,7 +79,10 @@ fn setup(lazy: bool) -> (Arc<SimMemory>, Arc<Dev>) {
     (mem, Arc::new(dev))
 }
 
-fn map_unmap(dev: &Dev, buf: PhysAddr) {
+fn map_unmap<D: iommu_dma::DmaDomain, A: iommu_dma::IovaAllocator>(
+    dev: &DmaDevice<D, A>,
+    buf: PhysAddr,
+) {
     let d = dev
         .map_page(buf, 4096, DmaDirection::ToDevice, DmaAttrs::default())
         .unwrap();
@@ -48,18 +90,25 @@ fn map_unmap(dev: &Dev, buf: PhysAddr) {
         .unwrap();
 }
 
-fn bench_map_page(c: &mut Criterion) {
-    let mut group = c.benchmark_group("map_unmap_4k");
+fn run_map_unmap<D, A>(
+    c: &mut Criterion,
+    name: &str,
+    setup: impl Fn(bool) -> (Arc<SimMemory>, Arc<DmaDevice<D, A>>),
+) where
+    D: iommu_dma::DmaDomain + 'static,
+    A: iommu_dma::IovaAllocator + 'static,
+{
+    let mut group = c.benchmark_group(name);
     for lazy in [false, true] {
         let mode = if lazy { "lazy" } else { "strict" };
         let (mem, dev) = setup(lazy);
         let buf = mem.alloc_pages(4096, 4096).unwrap();
         ThreadCpuId::set_current(0);
         group.bench_function(format!("{mode}/1thread"), |b| {
-            b.iter(|| map_unmap(&dev, buf))
+            b.iter(|| map_unmap(&*dev, buf))
         });
-        // Two threads each doing `iters` map+unmap pairs; reported time is the wall
-        // time per pair of concurrent operations.
+        // Two threads each doing `iters` map+unmap pairs; the reported time is the
+        // wall time per pair of concurrent operations.
         group.bench_function(format!("{mode}/2threads"), |b| {
             b.iter_custom(|iters| {
                 let start = Instant::now();
@@ -69,7 +118,7 @@ fn bench_map_page(c: &mut Criterion) {
                         s.spawn(move || {
                             ThreadCpuId::set_current(cpu);
                             for _ in 0..iters {
-                                map_unmap(&dev, buf);
+                                map_unmap(&*dev, buf);
                             }
                         });
                     }
@@ -82,8 +131,20 @@ fn bench_map_page(c: &mut Criterion) {
     group.finish();
 }
 
-fn bench_map_sg(c: &mut Criterion) {
-    let mut group = c.benchmark_group("map_sg_64k_16seg");
+fn bench_map_page(c: &mut Criterion) {
+    run_map_unmap(c, "smmu/map_unmap_4k", setup_smmu);
+    run_map_unmap(c, "mock/map_unmap_4k", setup);
+}
+
+fn run_map_sg<D, A>(
+    c: &mut Criterion,
+    name: &str,
+    setup: impl Fn(bool) -> (Arc<SimMemory>, Arc<DmaDevice<D, A>>),
+) where
+    D: iommu_dma::DmaDomain + 'static,
+    A: iommu_dma::IovaAllocator + 'static,
+{
+    let mut group = c.benchmark_group(name);
     for lazy in [false, true] {
         let mode = if lazy { "lazy" } else { "strict" };
         let (mem, dev) = setup(lazy);
@@ -102,8 +163,14 @@ fn bench_map_sg(c: &mut Criterion) {
                 dev.unmap_sg(m, DmaAttrs::default()).unwrap();
             })
         });
+        dev.cookie().flush_queue_timer().unwrap();
     }
     group.finish();
+}
+
+fn bench_map_sg(c: &mut Criterion) {
+    run_map_sg(c, "smmu/map_sg_64k_16seg", setup_smmu);
+    run_map_sg(c, "mock/map_sg_64k_16seg", setup);
 }
 
 fn config() -> Criterion {
