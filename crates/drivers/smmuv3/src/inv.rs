@@ -53,7 +53,7 @@ pub fn tg_of(granule: u64) -> Option<u8> {
 /// TTL (level hint) of a leaf of `leaf_size` in a table of `granule`:
 /// 4 − (log2(leaf) − 3)/(log2(granule) − 3); e.g. 4K: 4K→3, 2M→2, 1G→1.
 pub fn ttl_of(leaf_size: u64, granule: u64) -> u8 {
-    if !leaf_size.is_power_of_two() || leaf_size < granule {
+    if tg_of(granule).is_none() || !leaf_size.is_power_of_two() || leaf_size < granule {
         return 0;
     }
     let bits = log2(granule) - 3;
@@ -79,6 +79,9 @@ pub fn ttl_of(leaf_size: u64, granule: u64) -> u8 {
 /// * Without RIL: one single-address command per `leaf_size` (or granule) step.
 /// * More than `max_cmds` commands: [`InvPlan::All`].
 pub fn plan(req: &InvRequest, ril: bool, max_cmds: usize) -> InvPlan {
+    if tg_of(req.granule).is_none() {
+        return InvPlan::All; // not a translation granule: invalidate everything
+    }
     let gshift = log2(req.granule);
     let start = req.iova & !(req.granule - 1);
     let end = req.iova.saturating_add(req.size.max(1) - 1);
@@ -190,6 +193,18 @@ mod tests {
         assert_eq!(ttl_of(0x4000, 0x4000), 3);
         assert_eq!(ttl_of(0x200_0000, 0x4000), 2);
         assert_eq!(ttl_of(0x3000, K4), 0);
+        assert_eq!(ttl_of(K4, 0), 0, "bad granule: no hint, no panic");
+        assert_eq!(
+            plan(
+                &InvRequest {
+                    granule: 0,
+                    ..req(0, K4, true, None)
+                },
+                true,
+                512
+            ),
+            InvPlan::All
+        );
     }
 
     #[test]

@@ -324,6 +324,10 @@ impl Smmu {
             pa,
         };
         let n = write_entry::<SteKind, _>(&mut io, &target.0)?;
+        if n > 0 && target.vmid().is_some() {
+            // As Linux: let the SMMU fetch the new configuration ahead of traffic.
+            self.submit(&[Cmd::PrefetchConfig { sid, ssid: None }])?;
+        }
         Ok(n)
     }
 

@@ -146,22 +146,45 @@ fn hitless_matrix_sanitizer_silent() {
 }
 
 #[test]
-fn s1_s2_switch_is_breaking_and_pointer_change_is_hitless() {
+fn update_sequences_seen_by_the_hardware() {
+    use smmuv3::cmd::op;
     let r = rig();
     let sid = 4;
     r.drv.probe_stream(sid, false).unwrap();
     let s1 = SmmuDomain::new(&r.drv, DomainStage::S1, K4, false).unwrap();
+    let s1b = SmmuDomain::new(&r.drv, DomainStage::S1, K4, false).unwrap();
     let s2 = SmmuDomain::new(&r.drv, DomainStage::S2, K4, false).unwrap();
-    s1.attach_sids(&[sid], false).unwrap();
-    let before = r.hw.stats().syncs;
-    s2.attach_sids(&[sid], false).unwrap();
-    // breaking STE update: 3 CFGI+SYNC steps, then CD 0 cleared (CD update).
-    assert!(r.hw.stats().syncs - before >= 3);
     let s2b = SmmuDomain::new(&r.drv, DomainStage::S2, K4, false).unwrap();
-    let before = r.hw.stats().syncs;
+    let count = |o: u8| r.hw.stats().commands[o as usize];
+    s1.attach_sids(&[sid], false).unwrap();
+    // S1 -> other S1: the STE is unchanged; CD 0 changes ASID and TTB0 (two
+    // critical dwords) -> breaking CD update: 3 CFGI_CD steps, no CFGI_STE.
+    let (ste0, cd0) = (count(op::CFGI_STE), count(op::CFGI_CD));
+    s1b.attach_sids(&[sid], false).unwrap();
+    assert_eq!(
+        (count(op::CFGI_STE) - ste0, count(op::CFGI_CD) - cd0),
+        (0, 3)
+    );
+    // S1 -> S2: breaking STE update (3 steps), then CD 0 cleared: V=0 first (the
+    // one critical dword), then the now-unused dwords zeroed (2 steps).
+    let (ste0, cd0) = (count(op::CFGI_STE), count(op::CFGI_CD));
+    s2.attach_sids(&[sid], false).unwrap();
+    assert_eq!(
+        (count(op::CFGI_STE) - ste0, count(op::CFGI_CD) - cd0),
+        (3, 2)
+    );
+    // S2 -> other S2: VMID (d2) and S2TTB (d3) differ -> breaking, 3 steps.
+    let ste0 = count(op::CFGI_STE);
     s2b.attach_sids(&[sid], false).unwrap();
-    // VMID and S2TTB differ: two critical dwords -> breaking (3 syncs).
-    assert_eq!(r.hw.stats().syncs - before, 3);
+    assert_eq!(count(op::CFGI_STE) - ste0, 3);
+    // S2 -> same S2 again: nothing to write.
+    let ste0 = count(op::CFGI_STE);
+    s2b.attach_sids(&[sid], false).unwrap();
+    assert_eq!(count(op::CFGI_STE) - ste0, 0);
+    // S2 -> bypass: only d0 is critical (Config) -> 1 step + clean-up of unused bits.
+    let ste0 = count(op::CFGI_STE);
+    StaticDomain::identity(&r.drv).attach_sids(&[sid]).unwrap();
+    assert_eq!(count(op::CFGI_STE) - ste0, 2);
     r.sanitizer_silent();
 }
 
