@@ -802,6 +802,55 @@ mod tests {
     }
 
     #[test]
+    fn statistics_count_what_happened() {
+        let d = IovaDomain::builder(4096, 1)
+            .cpus(Arc::new(FixedCpuId { id: 0, count: 1 }))
+            .build()
+            .unwrap();
+        let lim32 = d.dma_32bit_pfn() - 1;
+        let a = d.alloc_iova_fast(1, lim32, true).unwrap(); // miss, tree
+        d.free_iova_fast(a, 1).unwrap(); // insert
+        let b = d.alloc_iova_fast(1, lim32, true).unwrap(); // hit
+        assert_eq!(a, b);
+        let big = d.alloc_iova_fast(64, lim32, true).unwrap(); // not cached: tree
+        d.free_iova_fast(big, 64).unwrap(); // tree free
+        d.reserve_iova(1, lim32 - 2).unwrap();
+        // Only lim32 - 1 is free, and it is not 2-aligned for a 2-granule range.
+        assert!(d.alloc_iova_fast(2, lim32, false).is_err());
+        assert!(d.alloc_iova_fast(2, lim32, false).is_err()); // max32 fast fail
+        let s = d.stats();
+        assert_eq!(s.rcache_hits, 1);
+        assert_eq!(s.rcache_misses, 3);
+        assert_eq!(s.rcache_inserts, 1);
+        assert_eq!(s.tree_allocs, 2);
+        assert_eq!(s.tree_frees, 1);
+        assert_eq!(s.tree_failures, 2);
+        assert_eq!(s.max32_fast_fails, 1);
+        assert_eq!(s.alloc_failures, 2);
+        assert_eq!(s.tree_nodes, 2);
+        assert_eq!(s.cached_pfns, 0);
+    }
+
+    #[test]
+    fn hot_unplug_drains_only_that_cpu() {
+        let cpu = Arc::new(crate::tests_support::SwitchCpu::new(2));
+        let d = IovaDomain::builder(4096, 1)
+            .cpus(cpu.clone())
+            .build()
+            .unwrap();
+        let p0 = d.alloc_iova_fast(1, 100, true).unwrap();
+        let p1 = d.alloc_iova_fast(1, 100, true).unwrap();
+        d.free_iova_fast(p0, 1).unwrap();
+        cpu.set(1);
+        d.free_iova_fast(p1, 1).unwrap();
+        d.flush_cpu_rcache(1);
+        assert!(d.find_iova(p1).is_none());
+        assert!(d.find_iova(p0).is_some());
+        cpu.set(0);
+        assert_eq!(d.alloc_iova_fast(1, 100, true), Ok(p0));
+    }
+
+    #[test]
     fn everything_returns_after_flush() {
         let d = domain(4096, 1);
         let lim = 4095;

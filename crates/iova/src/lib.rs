@@ -32,3 +32,37 @@ pub use fq::{
 pub use rcache::{IOVA_DEPOT_DELAY_NS, IOVA_MAG_SIZE, IOVA_RANGE_CACHE_MAX_SIZE};
 pub use stats::{FqStats, IovaStats};
 pub use tree::IovaRange;
+
+/// Test helpers shared by the unit tests.
+#[cfg(test)]
+mod tests_support {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A CPU-id source a test switches by hand.
+    pub(crate) struct SwitchCpu {
+        current: AtomicUsize,
+        count: usize,
+    }
+
+    impl SwitchCpu {
+        pub(crate) fn new(count: usize) -> Self {
+            Self {
+                current: AtomicUsize::new(0),
+                count,
+            }
+        }
+
+        pub(crate) fn set(&self, cpu: usize) {
+            self.current.store(cpu, Ordering::Relaxed);
+        }
+    }
+
+    impl iommu_types::CpuId for SwitchCpu {
+        fn current(&self) -> usize {
+            self.current.load(Ordering::Relaxed)
+        }
+        fn count(&self) -> usize {
+            self.count
+        }
+    }
+}
