@@ -29,10 +29,12 @@ pub trait IoPgtable: Send + Sync {
     ///
     /// Returns the bytes mapped and the outcome. Errors: `EINVAL` for a bad page size,
     /// misalignment or a `prot` without READ and WRITE; `ERANGE` when the range is
-    /// outside the input or output size (nothing mapped); `EEXIST` when a leaf already
-    /// maps part of the range (the table holding it is left unchanged; the bytes
-    /// mapped before it are reported, for the caller to unmap). Mapping a block where
-    /// a next-level table sits frees that table (after `tlb_flush_walk`).
+    /// outside the input or output size; `EEXIST` when a leaf already maps part of the
+    /// range. In all these cases nothing is changed and 0 bytes are reported. Mapping a
+    /// block where a next-level table sits frees that table (after `tlb_flush_walk`).
+    /// Only a failure to allocate a next-level table (`ENOMEM`), or a concurrent caller
+    /// breaking the no-overlap rule, can stop a multi-table range part way; the bytes
+    /// mapped before the failure are then reported for the caller to unmap.
     fn map_pages(
         &self,
         iova: Iova,

@@ -160,50 +160,34 @@ fn run(cfg: LpaeConfig, ops: Vec<Op>) -> Result<(), TestCaseError> {
                             .map(iova + i * size, pa + i * size, size, prot)
                             .unwrap();
                     }
-                } else if count == 1 {
-                    // One entry: a leaf of this size or larger in the way is EEXIST;
-                    // only smaller leaves means a table sits there and gets replaced.
+                } else {
+                    // A leaf of this size or larger in the way is EEXIST and nothing
+                    // changes; if only smaller leaves are there, tables sit at this
+                    // level and are replaced by the new entries (with what they map).
                     let blocking = model
                         .iter()
                         .any(|m| m.iova < iova + len && m.last() >= iova && m.len >= size);
                     if blocking {
                         prop_assert!(
                             r.is_err() && mapped == 0,
-                            "expected EEXIST at {:#x}: {:?}",
+                            "expected EEXIST at {:#x}+{:#x}: {:?}",
                             iova,
+                            len,
                             r
                         );
                     } else {
                         prop_assert!(
                             r.is_ok() && mapped == len,
-                            "block over table at {:#x}: {:?}",
+                            "blocks over tables at {:#x}+{:#x}: {:?}",
                             iova,
+                            len,
                             r
                         );
                         model.unmap(iova, len).unwrap();
-                        model.map(iova, pa, size, prot).unwrap();
-                    }
-                } else {
-                    // Several entries over a partly used range: Linux semantics leave
-                    // earlier tables mapped; undo what was mapped and resync the model.
-                    if mapped > 0 || r.is_ok() {
-                        let done = if r.is_ok() { len } else { mapped };
-                        let mut i = 0;
-                        while i < done {
-                            if model.is_free(iova + i, size) {
-                                prop_assert_eq!(
-                                    t.unmap_pages(Iova(iova + i), size, 1, &mut IotlbGather::new()),
-                                    size
-                                );
-                            } else {
-                                // Replaced a table: the model's small pages there are gone.
-                                model.unmap(iova + i, size).unwrap();
-                                prop_assert_eq!(
-                                    t.unmap_pages(Iova(iova + i), size, 1, &mut IotlbGather::new()),
-                                    size
-                                );
-                            }
-                            i += size;
+                        for i in 0..count {
+                            model
+                                .map(iova + i * size, pa + i * size, size, prot)
+                                .unwrap();
                         }
                     }
                 }

@@ -217,6 +217,31 @@ fn strict_leaf_unmaps_add_pages_and_stop_at_holes() {
 }
 
 #[test]
+fn eexist_in_a_later_table_changes_nothing_either() {
+    let mem = SimMemory::new();
+    let t = LpaeTable::new(s1_4k(), &mem, Arc::new(NoFlush)).unwrap();
+    // 1024 pages across three level-3 tables; a page in the third one is taken, and the
+    // second 2M region does not even have a table yet.
+    let iova = SZ_2M - 256 * SZ_4K;
+    t.map_pages(Iova(iova + 1000 * SZ_4K), PhysAddr(0), SZ_4K, 1, Prot::RW)
+        .1
+        .unwrap();
+    let before = snapshot(&mem, &t);
+    let pages = mem.stats().pages_in_use;
+    let (mapped, r) = t.map_pages(Iova(iova), PhysAddr(0x8000_0000), SZ_4K, 1024, Prot::RW);
+    assert_eq!((mapped, r), (0, Err(Error::Exists(iova + 1000 * SZ_4K))));
+    assert_eq!(snapshot(&mem, &t), before);
+    assert_eq!(mem.stats().pages_in_use, pages, "no table allocated");
+    // A block in a later 1G region is in the way of 2M entries too.
+    t.map_pages(Iova(2 * SZ_1G), PhysAddr(0), SZ_1G, 1, Prot::RW)
+        .1
+        .unwrap();
+    let (mapped, r) = t.map_pages(Iova(SZ_1G + 510 * SZ_2M), PhysAddr(0), SZ_2M, 4, Prot::RW);
+    assert_eq!((mapped, r), (0, Err(Error::Exists(2 * SZ_1G))));
+    assert_eq!(t.iova_to_phys(Iova(SZ_1G + 510 * SZ_2M)), None);
+}
+
+#[test]
 fn ranges_crossing_tables_are_mapped_in_one_call() {
     let mem = SimMemory::new();
     let t = LpaeTable::new(s1_4k(), &mem, Arc::new(NoFlush)).unwrap();

@@ -268,6 +268,44 @@ where
         Some(table)
     }
 
+    /// `Exists` if a leaf already maps part of `pgcount` entries of `pgsize` from
+    /// `iova` (a leaf at `level`, or a larger block above it). Allocates nothing.
+    fn check_free(&self, iova: u64, pgsize: u64, pgcount: u64, level: u32) -> Result<()> {
+        let g = &self.geo;
+        let mut done = 0;
+        while done < pgcount {
+            let cur = iova.wrapping_add(done * pgsize);
+            let idx = g.index(cur, level);
+            let n = (pgcount - done).min(g.entries(level) - idx);
+            // Descend as far as tables exist.
+            let mut table = self.root;
+            let mut l = g.start_level;
+            let mut reached = true;
+            while l < level {
+                let p = self.read(table + 8 * g.index(cur, l))?;
+                if p == 0 {
+                    reached = false;
+                    break;
+                }
+                if !Pte(p).is_table(l) {
+                    return Err(Error::Exists(cur));
+                }
+                table = Pte(p).addr(g.granule);
+                l += 1;
+            }
+            if reached {
+                for i in 0..n {
+                    let p = self.read(table + 8 * (idx + i))?;
+                    if p != 0 && !Pte(p).is_table(level) {
+                        return Err(Error::Exists(cur.wrapping_add(i * pgsize)));
+                    }
+                }
+            }
+            done += n;
+        }
+        Ok(())
+    }
+
     /// Write `n` consecutive leaves into one table, starting at `idx`.
     #[allow(clippy::too_many_arguments)]
     #[inline]
@@ -425,6 +463,12 @@ where
         }
         if !g.paddr_range_ok(paddr, len) {
             return (0, Err(Error::PaddrOutOfRange { paddr, len }));
+        }
+        if g.index(iova, level) + pgcount > g.entries(level) {
+            // The range spans several tables: refuse it whole before writing any.
+            if let Err(e) = self.check_free(iova, pgsize, pgcount, level) {
+                return (0, Err(e));
+            }
         }
         let attrs = pte::prot_to_attrs(g, prot)
             | if level == 3 {
