@@ -266,6 +266,68 @@ mod tests {
     }
 
     #[test]
+    fn sync_counts_match_linux_kunit_expectations() {
+        // Expectations of Linux's arm-smmu-v3 KUnit suite (hitless, N syncs), with
+        // an SSID0 CD-table STE, ATS and SHCFG overrides as there.
+        let cd = SteConfig::S1 {
+            s1: S1Cfg {
+                cd_table: 0x1000,
+                fmt: 0,
+                cdmax: 4,
+                dss: 2,
+            },
+            eats: 1,
+        };
+        let s2v0 = SteConfig::S2 {
+            s2: s2(0, 0x8000),
+            eats: 1,
+        };
+        let ovr = true;
+        assert_eq!(
+            run_ste(&SteConfig::Bypass, &SteConfig::Abort, ovr),
+            (UpdateKind::OneCritical(0), 2)
+        );
+        assert_eq!(
+            run_ste(&SteConfig::Abort, &SteConfig::Bypass, ovr),
+            (UpdateKind::OneCritical(0), 2)
+        );
+        assert_eq!(
+            run_ste(&cd, &SteConfig::Abort, ovr),
+            (UpdateKind::OneCritical(0), 2)
+        );
+        assert_eq!(
+            run_ste(&SteConfig::Abort, &cd, ovr),
+            (UpdateKind::OneCritical(0), 2)
+        );
+        // bypass <-> S1 is hitless (one critical dword), contrary to smmuv3.md §8.
+        assert_eq!(
+            run_ste(&cd, &SteConfig::Bypass, ovr),
+            (UpdateKind::OneCritical(0), 3)
+        );
+        assert_eq!(
+            run_ste(&SteConfig::Bypass, &cd, ovr),
+            (UpdateKind::OneCritical(0), 3)
+        );
+        assert_eq!(
+            run_ste(&s2v0, &SteConfig::Bypass, ovr),
+            (UpdateKind::OneCritical(0), 2)
+        );
+        assert_eq!(
+            run_ste(&SteConfig::Bypass, &s2v0, ovr),
+            (UpdateKind::OneCritical(0), 2)
+        );
+        // S1 <-> S2 is hitless only while the VMID does not change (KUnit uses VMID 0);
+        // with a real VMID (>= 1) dword 2 is critical too: breaking.
+        assert_eq!(run_ste(&cd, &s2v0, ovr), (UpdateKind::OneCritical(0), 3));
+        assert_eq!(run_ste(&s2v0, &cd, ovr), (UpdateKind::OneCritical(0), 3));
+        let s2v5 = SteConfig::S2 {
+            s2: s2(5, 0x8000),
+            eats: 1,
+        };
+        assert_eq!(run_ste(&cd, &s2v5, ovr).0, UpdateKind::Breaking);
+    }
+
+    #[test]
     fn s1_s2_switch_is_breaking() {
         let a = s1(0x1000, 0, 0);
         let b = SteConfig::S2 {
