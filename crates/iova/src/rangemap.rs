@@ -8,7 +8,7 @@
 //! nothing. No `unsafe` (the workspace forbids it).
 
 /// Most entries a chunk holds before it splits in two.
-const CHUNK: usize = 32;
+const CHUNK: usize = 16;
 
 /// Where an entry sits: (chunk, index in chunk). Valid until the next change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
