@@ -200,6 +200,14 @@ fn opt_pct(r: Option<f64>) -> String {
     r.map_or("-".into(), |r| format!("{:.1}%", r * 100.0))
 }
 
+fn per_op3(x: u64, ops: u64) -> String {
+    if ops == 0 {
+        "-".into()
+    } else {
+        format!("{:.3}", x as f64 / ops as f64)
+    }
+}
+
 fn per_op(x: u64, ops: u64) -> String {
     if ops == 0 {
         "-".into()
@@ -230,7 +238,7 @@ pub fn render(runs: &[RunMetrics], explain: bool) -> String {
             m.workload.clone(),
             m.policy.clone(),
             format!("{:.0}", m.ops_per_sec),
-            per_op(m.hw.cmd_syncs, m.ops),
+            per_op3(m.hw.cmd_syncs, m.ops),
             per_op(m.modelled_hw_ns, m.ops),
             opt_pct(m.hw.tlb.rate()),
             stale,
@@ -247,14 +255,18 @@ pub fn render(runs: &[RunMetrics], explain: bool) -> String {
     if explain {
         out.push_str(
             "\nHow to read this:\n\
-  ops/s (real)        DMA API operations per second of real time on this machine.\n\
-  CMD_SYNC/op         invalidation round trips per operation: strict pays one per unmap,\n\
-                      lazy batches them in the flush queue.\n\
-  modelled HW ns/op   hardware time priced by the cost table (MMIO, commands, syncs, walks).\n\
-  stale window max    longest time a device still reached memory after its unmap returned;\n\
-                      must be 0 in strict mode, bounded by the flush-queue timeout in lazy mode.\n\
-  malicious ok/tried  accesses by the malicious device outside what it holds that the SMMU let\n\
-                      through / attempted (replays after unmap, probes next to its buffers).\n",
+             \x20 ops/s (real)        DMA API operations per second of real time on this machine.\n\
+             \x20 CMD_SYNC/op         invalidation round trips per operation: strict pays one per\n\
+             \x20                     unmap, lazy batches them in the flush queue.\n\
+             \x20 modelled HW ns/op   hardware time priced by the cost table (MMIO, commands,\n\
+             \x20                     syncs, walks).\n\
+             \x20 TLB hit             SMMU TLB hit rate of device accesses.\n\
+             \x20 stale window max    longest time a device still reached memory after its unmap\n\
+             \x20                     returned (virtual time): must be 0 in strict mode, bounded\n\
+             \x20                     by the flush-queue timeout (10 ms) in lazy mode.\n\
+             \x20 malicious ok/tried  accesses by the malicious device outside what it holds that\n\
+             \x20                     the SMMU let through / attempted (replays after unmap,\n\
+             \x20                     probes next to its buffers).\n",
         );
     }
     out

@@ -218,3 +218,75 @@ fn inspect_decodes_ste_cd_and_tables() {
         assert!(out.contains(w), "missing {w} in\n{out}");
     }
 }
+
+#[test]
+fn simulate_json_attack_strict_has_no_malicious_success() {
+    let o = iommu(&[
+        "simulate",
+        "--workload",
+        "attack",
+        "--policy",
+        "strict",
+        "--ops",
+        "400",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["workload"], "attack");
+    assert!(v["malicious"]["attempts"].as_u64().is_some_and(|n| n > 0));
+    assert_eq!(v["malicious"]["successes"], 0);
+    assert!(
+        v["hw"]["commands"]["CMD_SYNC"]
+            .as_u64()
+            .is_some_and(|n| n > 0)
+    );
+}
+
+#[test]
+fn simulate_comparison_table_and_html_report() {
+    let html = std::env::temp_dir().join(format!("iommu-cli-report-{}.html", std::process::id()));
+    let o = iommu(&[
+        "simulate",
+        "--ops",
+        "200",
+        "--html",
+        html.to_str().expect("utf8"),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    let (out, _) = text(&o);
+    for w in [
+        "Strict vs lazy",
+        "nic",
+        "attack",
+        "strict",
+        "lazy",
+        "How to read this",
+        "stale window max",
+    ] {
+        assert!(out.contains(w), "missing {w} in\n{out}");
+    }
+    let h = std::fs::read_to_string(&html).expect("report written");
+    assert!(
+        h.contains("<svg")
+            && h.contains("Cache hit rates")
+            && h.contains("Stale-translation window")
+    );
+    assert!(!h.contains("<script") && !h.contains("src="));
+    let _ = std::fs::remove_file(html);
+}
+
+#[test]
+fn bench_map_mirrors_the_kernel_tool() {
+    let o = iommu(&["bench", "map", "-s", "1", "-t", "1", "-g", "2", "-d", "1"]);
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    let (out, _) = text(&o);
+    assert!(
+        out.contains("dma mapping benchmark: threads:1 seconds:1 node:-1 dir:TO_DEVICE granule: 2"),
+        "{out}"
+    );
+    assert!(
+        out.contains("average map latency(us):") && out.contains("average unmap latency(us):"),
+        "{out}"
+    );
+}

@@ -245,3 +245,79 @@ fn walk(
         }
     }
 }
+
+/// Bytes of stage-1 page-table memory reachable from the CD 0 of `sid` (0 when the
+/// stream does not translate at stage 1).
+pub fn stream_table_bytes(mem: &dyn PhysMem, drv: &smmuv3::Smmu, sid: u32) -> u64 {
+    let Some(ste) = drv
+        .ste_addr(sid)
+        .ok()
+        .and_then(|a| read_words::<8>(mem, a.0))
+    else {
+        return 0;
+    };
+    if stf::V.get(&ste) == 0 || stf::CONFIG.get(&ste) & 0b101 != 0b101 {
+        return 0;
+    }
+    let ptr = stf::S1_CONTEXT_PTR.get(&ste) << 6;
+    let cd_addr = if stf::S1FMT.get(&ste) == 0 {
+        ptr
+    } else {
+        match read_words::<1>(mem, ptr) {
+            Some(l1) => smmuv3_model::cd::l1::L2PTR.get(&l1) << 12,
+            None => return 0,
+        }
+    };
+    let Some(cd) = read_words::<8>(mem, cd_addr) else {
+        return 0;
+    };
+    if cdf::V.get(&cd) == 0 || cdf::EPD0.get(&cd) != 0 {
+        return 0;
+    }
+    let shift = match cdf::TG0.get(&cd) {
+        0b00 => 12,
+        0b10 => 14,
+        0b01 => 16,
+        _ => return 0,
+    };
+    let ias = 64 - cdf::T0SZ.get(&cd).min(64) as u32;
+    if ias <= shift {
+        return 0;
+    }
+    let stride = shift - 3;
+    let levels = (ias - shift).div_ceil(stride);
+    let top_bits = ias - shift - (levels - 1) * stride;
+    let mut bytes = (8u64 << top_bits).max(64);
+    count_tables(
+        mem,
+        cdf::TTB0.get(&cd) << 4,
+        4 - levels,
+        1u64 << top_bits,
+        shift,
+        &mut bytes,
+    );
+    bytes
+}
+
+fn count_tables(
+    mem: &dyn PhysMem,
+    table: u64,
+    level: u32,
+    entries: u64,
+    shift: u32,
+    bytes: &mut u64,
+) {
+    if level >= 3 {
+        return;
+    }
+    let oa_mask = ((1u64 << 48) - 1) & !((1u64 << shift) - 1);
+    for i in 0..entries {
+        let Ok(d) = mem.read_u64(PhysAddr(table + 8 * i)) else {
+            return;
+        };
+        if d & 3 == 3 {
+            *bytes += 1u64 << shift;
+            count_tables(mem, d & oa_mask, level + 1, 1 << (shift - 3), shift, bytes);
+        }
+    }
+}

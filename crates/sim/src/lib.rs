@@ -7,10 +7,13 @@
 //!   (stale windows, malicious successes).
 //! * [`metrics`], [`stats`], [`cost`]: what a run reports and the modelled hardware
 //!   cost table.
+//! * [`platform`]: the SMMUv3 models, the driver, the IOMMU core and the DMA API
+//!   wired together; [`engine`]: device models and workloads on OS threads.
 //! * [`workload`], [`mapbench`], [`micro`]: run configurations and benchmarks.
 //! * [`interp`]: the scenario interpreter; [`report`]: the HTML report.
 
 pub mod cost;
+pub mod engine;
 mod error;
 pub mod inspect;
 pub mod interp;
@@ -26,22 +29,5 @@ pub mod workload;
 
 pub use error::{Error, Result};
 
-/// Run a workload on a simulated platform; `progress(done, total)` is called now and
-/// then from worker threads.
-pub fn simulate(
-    cfg: &workload::SimConfig,
-    _progress: &(dyn Fn(u64, u64) + Sync),
-) -> Result<metrics::RunMetrics> {
-    cfg.validate()?;
-    Err(Error::Unavailable(
-        "workloads need the SMMUv3 driver, the IOMMU core and the DMA API wired into the simulator",
-    ))
-}
-
-/// Run `iommu bench map` (Linux `dma_map_benchmark`).
-pub fn map_bench(cfg: &mapbench::MapBenchConfig) -> Result<mapbench::MapBenchResult> {
-    cfg.validate()?;
-    Err(Error::Unavailable(
-        "the map benchmark needs the DMA API (iommu-dma) wired into the simulator",
-    ))
-}
+pub use engine::simulate;
+pub use mapbench::map_bench;

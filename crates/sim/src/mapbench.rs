@@ -141,6 +141,106 @@ impl MapBenchResult {
     }
 }
 
+/// Run the benchmark on a fresh platform: one SMMUv3 (4 KiB granule, 4 KiB CPU
+/// pages), one trusted device with a `dma_bits` mask, `threads` OS threads each
+/// mapping and unmapping its own `granule × 4 KiB` buffer for `seconds`.
+pub fn map_bench(cfg: &MapBenchConfig) -> Result<MapBenchResult> {
+    use crate::platform::Platform;
+    use crate::scenario::{DeviceDecl, Policy, SmmuDecl, SmmuFeatures};
+    use iommu_dma::{DmaAttrs, DmaDirection};
+    use iommu_types::{PhysMem, ThreadCpuId};
+    use std::time::{Duration, Instant};
+
+    cfg.validate()?;
+    const PAGE: u64 = 4096;
+    let smmu = SmmuDecl {
+        name: "smmu0".into(),
+        granule: PAGE,
+        tlb: Some(2048),
+        walk_cache: Some(256),
+        cfg_cache: Some(64),
+        cmdq_log2: 8,
+        features: SmmuFeatures {
+            ats: false,
+            coherent: true,
+            s1: true,
+            s2: true,
+            fwb: true,
+            ril: true,
+        },
+    };
+    let dev = DeviceDecl {
+        name: "bench".into(),
+        sid: 0x10,
+        smmu: "smmu0".into(),
+        dma_bits: cfg.dma_bits,
+        untrusted: false,
+        coherent: true,
+        ats: false,
+        no_snoop: false,
+        canwbs: false,
+    };
+    let policy = if cfg.lazy {
+        Policy::Lazy
+    } else {
+        Policy::Strict
+    };
+    let p = Platform::new(PAGE, policy, cfg.threads, &[smmu], &[dev])?;
+    let dma = p.devices[0]
+        .dma
+        .clone()
+        .ok_or_else(|| Error::Platform("benchmark device has no DMA API".into()))?;
+    let dir = match cfg.dir() {
+        Dir::Bidirectional => DmaDirection::Bidirectional,
+        Dir::ToDevice => DmaDirection::ToDevice,
+        Dir::FromDevice => DmaDirection::FromDevice,
+    };
+    let len = u64::from(cfg.granule) * PAGE;
+    let stop = Instant::now() + Duration::from_secs(u64::from(cfg.seconds));
+    let results: Vec<core::result::Result<(Summary, Summary), String>> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..cfg.threads as usize)
+            .map(|cpu| {
+                let (p, dma) = (&p, dma.clone());
+                s.spawn(move || {
+                    ThreadCpuId::set_current(cpu);
+                    let buf = p.mem.alloc_pages(len, PAGE).map_err(|e| e.to_string())?;
+                    let (mut map, mut unmap) = (Summary::default(), Summary::default());
+                    while Instant::now() < stop {
+                        if dir != DmaDirection::FromDevice {
+                            let _ = p.mem.fill_bytes(buf, len, 0x66);
+                        }
+                        let t0 = Instant::now();
+                        let iova = dma
+                            .map_page(buf, len, dir, DmaAttrs::default())
+                            .map_err(|e| format!("dma_map_single failed: {e}"))?;
+                        map.add(to_100ns(t0.elapsed().as_nanos() as u64));
+                        let wait = Instant::now();
+                        while (wait.elapsed().as_nanos() as u64) < u64::from(cfg.dma_trans_ns) {
+                            core::hint::spin_loop();
+                        }
+                        let t1 = Instant::now();
+                        dma.unmap_page(iova, len, dir, DmaAttrs::default())
+                            .map_err(|e| format!("dma_unmap_single failed: {e}"))?;
+                        unmap.add(to_100ns(t1.elapsed().as_nanos() as u64));
+                        p.poll_timers();
+                    }
+                    Ok((map, unmap))
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err("thread panicked".into())))
+            .collect()
+    });
+    let (mut map, mut unmap) = (Summary::default(), Summary::default());
+    for r in results {
+        let (m, u) = r.map_err(Error::Platform)?;
+        map.merge(&m);
+        unmap.merge(&u);
+    }
+    Ok(MapBenchResult::from_summaries(&map, &unmap))
+}
+
 /// A nanosecond measurement as the kernel records it: whole 100 ns units.
 pub fn to_100ns(ns: u64) -> u64 {
     ns / 100
