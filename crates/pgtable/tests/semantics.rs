@@ -614,3 +614,44 @@ fn strictness_is_decided_per_call_by_the_gather() {
     t.free_tables(&queued.reset()).unwrap();
     assert_eq!(mem.stats().pages_in_use, pages - 1);
 }
+
+#[test]
+fn corrupted_descriptors_give_errors_not_panics() {
+    let mem = SimMemory::new();
+    let t = LpaeTable::new(s1_4k(), &mem, Arc::new(NoFlush)).unwrap();
+    t.map_pages(Iova(0), PhysAddr(0), SZ_4K, 1, Prot::RW)
+        .1
+        .unwrap();
+    // Removing a table empties the walk cache, so the walks below start from the root.
+    t.map_pages(Iova(SZ_1G), PhysAddr(0), SZ_4K, 1, Prot::RW)
+        .1
+        .unwrap();
+    assert_eq!(
+        t.unmap_pages(Iova(SZ_1G), SZ_2M, 1, &mut IotlbGather::new()),
+        SZ_2M
+    );
+    // Point the root's first entry at memory that does not exist (a walk abort).
+    let good = mem.read_u64(t.root()).unwrap();
+    mem.write_u64(t.root(), 0x7_0000_0000 | 3).unwrap();
+    assert_eq!(t.iova_to_phys(Iova(0)), None);
+    let (mapped, r) = t.map_pages(Iova(0x1000), PhysAddr(0), SZ_4K, 1, Prot::RW);
+    assert_eq!((mapped, r.map_err(|e| e.errno())), (0, Err(Errno::EFAULT)));
+    assert_eq!(t.unmap_pages(Iova(0), SZ_4K, 1, &mut IotlbGather::new()), 0);
+    // A reserved type-01 entry at level 3 is not a translation and blocks a map.
+    mem.write_u64(t.root(), good).unwrap();
+    let l3 = hand::tables(&mem, t.root().0, &params(&t))
+        .into_iter()
+        .find(|t| t.level == 3)
+        .unwrap()
+        .pa;
+    mem.write_u64(PhysAddr(l3 + 8), 0x5000 | 1).unwrap();
+    assert_eq!(t.iova_to_phys(Iova(0x1000)), None);
+    assert_eq!(
+        t.map_pages(Iova(0x1000), PhysAddr(0), SZ_4K, 1, Prot::RW)
+            .1
+            .unwrap_err()
+            .errno(),
+        Errno::EEXIST
+    );
+    assert_eq!(t.iova_to_phys(Iova(0)), Some(PhysAddr(0)));
+}

@@ -51,7 +51,9 @@ where
 /// region, and every slot is cleared before that happens; a later map/unmap in the
 /// region would overlap the freeing call, which callers must not run concurrently (as
 /// in Linux). Lookups read the cache but never fill it, so a lookup racing with an
-/// unmap cannot leave a freed table behind in it.
+/// unmap cannot leave a freed table behind in it. Only *table* addresses are cached:
+/// leaves (which hardware may update: AF, dirty state) are always read from memory,
+/// and table descriptors belong to this table alone (nobody else may rewrite them).
 #[derive(Default)]
 struct WalkCache {
     slots: [[AtomicU64; CACHE_WAYS]; 4],
