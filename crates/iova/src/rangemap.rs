@@ -55,7 +55,7 @@ impl RangeMap {
     }
 
     /// The entry before `p` in address order.
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn prev(&self, p: Pos) -> Option<Pos> {
         self.raw_next(p)
     }
@@ -82,6 +82,43 @@ impl RangeMap {
     #[inline]
     pub(crate) fn remove_at(&mut self, p: Pos) -> u64 {
         self.raw_remove_at(p)
+    }
+
+    /// Linux's allocation walk over this map: starting at the entry keyed
+    /// `start` (or the one below it) and going down, lower `*high` to each
+    /// entry's `pfn_lo` and take the candidate `(*high - size) & align_mask`;
+    /// step to the next lower entry while the candidate collides with it and is
+    /// still `>= low`. Returns the last candidate and the start entry's `pfn_hi`
+    /// (`u64::MAX` if there is no start entry). Iterates the chunk slices
+    /// directly: this is the allocator's innermost loop.
+    #[inline]
+    pub(crate) fn walk_down(
+        &self,
+        start: u64,
+        high: &mut u64,
+        low: u64,
+        size: u64,
+        align_mask: u64,
+    ) -> (u64, u64) {
+        let Some(p) = self.pred_or_eq(start) else {
+            return (high.wrapping_sub(size) & align_mask, u64::MAX);
+        };
+        let (mut curr_lo, start_hi) = self.entry(p);
+        let mut from = p.idx + 1;
+        for chunk in &self.chunks[p.chunk..] {
+            for &(k, hi) in chunk.get(from..).unwrap_or(&[]) {
+                *high = (*high).min(curr_lo);
+                let new_pfn = high.wrapping_sub(size) & align_mask;
+                if new_pfn <= hi && new_pfn >= low {
+                    curr_lo = !k;
+                } else {
+                    return (new_pfn, start_hi);
+                }
+            }
+            from = 0;
+        }
+        *high = (*high).min(curr_lo);
+        (high.wrapping_sub(size) & align_mask, start_hi)
     }
 
     /// Every entry in address order.

@@ -105,22 +105,7 @@ impl IovaTree {
     /// the start node (Linux's do/while loop over `rb_prev`).
     #[inline]
     fn walk(&self, start: u64, high: &mut u64, low: u64, size: u64, align_mask: u64) -> (u64, u64) {
-        let mut pos = self.nodes.pred_or_eq(start);
-        let (mut curr_lo, start_hi) = pos.map_or((ANCHOR_PFN, ANCHOR_PFN), |p| self.nodes.entry(p));
-        loop {
-            *high = (*high).min(curr_lo);
-            let new_pfn = high.wrapping_sub(size) & align_mask;
-            let Some(p) = pos.and_then(|p| self.nodes.prev(p)) else {
-                return (new_pfn, start_hi);
-            };
-            let (lo, hi) = self.nodes.entry(p);
-            if new_pfn <= hi && new_pfn >= low {
-                curr_lo = lo;
-                pos = Some(p);
-            } else {
-                return (new_pfn, start_hi);
-            }
-        }
+        self.nodes.walk_down(start, high, low, size, align_mask)
     }
 
     /// The node a retry starts from: the anchor for limits above 4 GiB, otherwise
