@@ -76,8 +76,8 @@ pub struct DomainCtx {
     vmid: u16,
     granule: u64,
     nest_parent: bool,
-    /// Attached streams and whether each has ATS enabled.
-    devices: Mutex<BTreeMap<u32, bool>>,
+    /// Attached `(stream, substream)` pairs and whether each has ATS enabled.
+    devices: Mutex<BTreeMap<(u32, Option<u32>), bool>>,
 }
 
 impl core::fmt::Debug for DomainCtx {
@@ -95,7 +95,7 @@ impl DomainCtx {
             .lock()
             .iter()
             .filter(|(_, ats)| **ats)
-            .map(|(sid, _)| (*sid, None))
+            .map(|(k, _)| *k)
             .collect()
     }
 
@@ -677,6 +677,9 @@ fn attach(smmu: &Arc<Smmu>, sid: u32, target: &AttachTarget) -> Result<()> {
         let s = st
             .get_mut(&sid)
             .ok_or(Error::NotFound("stream not probed"))?;
+        if !s.pasids.is_empty() && !matches!(target, AttachTarget::S1 { .. }) {
+            return Err(Error::Busy("PASIDs attached: the stream must stay stage 1"));
+        }
         (s.ats, s.cd_table, s.attached.take())
     };
     let attr = smmu.features().attr_types_ovr;
@@ -778,7 +781,7 @@ fn attach(smmu: &Arc<Smmu>, sid: u32, target: &AttachTarget) -> Result<()> {
             let _ = smmu.vmids.put(v);
         }
         if let Some(d) = &o.dom {
-            d.ctx.devices.lock().remove(&sid);
+            d.ctx.devices.lock().remove(&(sid, None));
             if ats {
                 // The device may hold translations of the old domain in its ATC.
                 let _ = smmu.atc_inv(&[(sid, None)], 0, 0);
@@ -786,7 +789,7 @@ fn attach(smmu: &Arc<Smmu>, sid: u32, target: &AttachTarget) -> Result<()> {
         }
     }
     if let Some(d) = &new.dom {
-        d.ctx.devices.lock().insert(sid, ats);
+        d.ctx.devices.lock().insert((sid, None), ats);
     }
     if let Some(s) = smmu.streams.lock().get_mut(&sid) {
         s.attached = Some(new);
@@ -797,8 +800,114 @@ fn attach(smmu: &Arc<Smmu>, sid: u32, target: &AttachTarget) -> Result<()> {
     Ok(())
 }
 
+impl SmmuDomain {
+    /// Attach this stage-1 domain to substream `ssid` (PASID) of `sid`: CD `ssid` of
+    /// the stream's CD table points at this domain (same ASID as every other CD of
+    /// the domain: one translation per ASID). The stream's RID must be attached to a
+    /// stage-1 domain (its STE then has the CD table and S1DSS = SSID0).
+    pub fn attach_pasid(&self, sid: u32, ssid: u32) -> Result<()> {
+        let smmu = &self.ctx.smmu;
+        if self.stage != DomainStage::S1 {
+            return Err(Error::Invalid("PASIDs need a stage-1 domain"));
+        }
+        let cd = Cd::s1(&self.cd_cfg()?);
+        let me = self.me.upgrade().ok_or(Error::NotFound("domain"))?;
+        let _g = smmu.attach_lock.lock();
+        let (ats, t, old) = {
+            let mut st = smmu.streams.lock();
+            let s = st
+                .get_mut(&sid)
+                .ok_or(Error::NotFound("stream not probed"))?;
+            let t = match (&s.attached, s.cd_table) {
+                (Some(a), Some(t)) if a.asid.is_some() => t,
+                _ => return Err(Error::Invalid("PASIDs need a stage-1 RID domain")),
+            };
+            if ssid == 0 || ssid >> t.bits != 0 {
+                return Err(Error::Invalid("SubstreamID out of the CD table"));
+            }
+            (s.ats, t, s.pasids.remove(&ssid))
+        };
+        let asid = self.ctx.asid.unwrap_or(0);
+        let r = smmu.asids().get(asid).and_then(|_| {
+            write_cd(smmu, sid, t, ssid, &cd).inspect_err(|_| {
+                let _ = smmu.asids().put(asid);
+            })
+        });
+        if let Err(e) = r {
+            if let Some(o) = old
+                && let Some(s) = smmu.streams.lock().get_mut(&sid)
+            {
+                s.pasids.insert(ssid, o);
+            }
+            return Err(e);
+        }
+        finish_pasid_change(smmu, sid, ssid, ats, old);
+        self.ctx.devices.lock().insert((sid, Some(ssid)), ats);
+        let new = Attached {
+            dom: Some(me),
+            asid: Some(asid),
+            vmid: None,
+        };
+        if let Some(s) = smmu.streams.lock().get_mut(&sid) {
+            s.pasids.insert(ssid, new);
+        }
+        Ok(())
+    }
+}
+
+/// Drop what an old PASID attachment held, now that its CD no longer exists.
+fn finish_pasid_change(smmu: &Arc<Smmu>, sid: u32, ssid: u32, ats: bool, old: Option<Attached>) {
+    if let Some(o) = old {
+        if let Some(a) = o.asid {
+            let _ = smmu.asids().put(a);
+        }
+        if let Some(d) = &o.dom {
+            d.ctx.devices.lock().remove(&(sid, Some(ssid)));
+        }
+        if ats {
+            let _ = smmu.atc_inv(&[(sid, Some(ssid))], 0, 0);
+        }
+        drop(o);
+    }
+}
+
+/// Detach substream `ssid` of `sid`: its CD becomes invalid (substream traffic then
+/// gets C_BAD_CD) and the ASID reference is dropped once the CD is gone.
+pub fn detach_pasid(smmu: &Arc<Smmu>, sid: u32, ssid: u32) -> Result<()> {
+    let _g = smmu.attach_lock.lock();
+    let (ats, t, old) = {
+        let mut st = smmu.streams.lock();
+        let s = st
+            .get_mut(&sid)
+            .ok_or(Error::NotFound("stream not probed"))?;
+        let t = s.cd_table.ok_or(Error::NotFound("CD table"))?;
+        let old = s
+            .pasids
+            .remove(&ssid)
+            .ok_or(Error::NotFound("PASID not attached"))?;
+        (s.ats, t, old)
+    };
+    if let Err(e) = write_cd(smmu, sid, t, ssid, &Cd::invalid()) {
+        if let Some(s) = smmu.streams.lock().get_mut(&sid) {
+            s.pasids.insert(ssid, old);
+        }
+        return Err(e);
+    }
+    finish_pasid_change(smmu, sid, ssid, ats, Some(old));
+    Ok(())
+}
+
 /// Detach `sid` to abort and forget the stream (device release).
 pub(crate) fn release(smmu: &Arc<Smmu>, sid: u32) -> Result<()> {
+    let pasids: Vec<u32> = smmu
+        .streams
+        .lock()
+        .get(&sid)
+        .map(|s| s.pasids.keys().copied().collect())
+        .unwrap_or_default();
+    for ssid in pasids {
+        detach_pasid(smmu, sid, ssid)?;
+    }
     attach(smmu, sid, &AttachTarget::Abort)?;
     let _g = smmu.attach_lock.lock();
     let rec = smmu.streams.lock().remove(&sid);

@@ -93,6 +93,8 @@ pub(crate) struct StreamState {
     pub cd_table: Option<crate::domain::CdTable>,
     /// What the stream is attached to.
     pub attached: Option<crate::domain::Attached>,
+    /// Substreams (PASIDs) attached to stage-1 domains.
+    pub pasids: BTreeMap<u32, crate::domain::Attached>,
 }
 
 /// One SMMUv3.

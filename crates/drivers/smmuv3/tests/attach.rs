@@ -402,3 +402,129 @@ fn seed_002_flaw_reusing_an_uninvalidated_asid_shows_the_old_translation() {
     let _ = r.hw.take_sanitizer_reports();
     drop(a);
 }
+
+#[test]
+fn pasid_cds_translate_per_substream() {
+    let r = rig();
+    let sid = 7;
+    r.drv.probe_stream(sid, false).unwrap();
+    let a = SmmuDomain::new(&r.drv, DomainStage::S1, K4, false).unwrap();
+    let b = SmmuDomain::new(&r.drv, DomainStage::S1, K4, false).unwrap();
+    let (pa, pb) = (r.buffer(K4, 0xa1), r.buffer(K4, 0xb2));
+    a.map_pages(Iova(0x3000), pa, K4, 1, Prot::RW).1.unwrap();
+    b.map_pages(Iova(0x3000), pb, K4, 1, Prot::RW).1.unwrap();
+    // PASIDs need a stage-1 RID domain first.
+    assert!(matches!(b.attach_pasid(sid, 1), Err(Error::Invalid(_))));
+    a.attach_sids(&[sid], false).unwrap();
+    b.attach_pasid(sid, 1).unwrap();
+    a.attach_pasid(sid, 2).unwrap(); // same domain, same ASID, same translation
+    let at = |ssid| {
+        r.hw.translate(sid, ssid, 0x3000, Access::READ)
+            .map(|t| t.pa)
+    };
+    assert_eq!(at(None).unwrap(), pa);
+    assert_eq!(at(Some(1)).unwrap(), pb);
+    assert_eq!(at(Some(2)).unwrap(), pa);
+    assert!(matches!(
+        b.attach_pasid(sid, 1 << 20),
+        Err(Error::Invalid(_))
+    ));
+    // The RID cannot leave stage 1 while PASIDs use the CD table.
+    assert!(matches!(
+        StaticDomain::identity(&r.drv).attach_sids(&[sid]),
+        Err(Error::Busy(_))
+    ));
+    smmuv3::domain::detach_pasid(&r.drv, sid, 1).unwrap();
+    assert!(at(Some(1)).is_err());
+    let ev = r.drv.drain_events().unwrap();
+    assert!(
+        ev.iter().any(|e| e.kind == smmuv3::event::EventKind::BadCd),
+        "{ev:?}"
+    );
+    smmuv3::domain::detach_pasid(&r.drv, sid, 2).unwrap();
+    StaticDomain::identity(&r.drv).attach_sids(&[sid]).unwrap();
+    r.sanitizer_silent();
+}
+
+#[test]
+fn seed_002_race_with_pasid_users_and_rid_switches() {
+    // The seed's scenario: while one stream's RID domain is switched, other users
+    // keep installing and removing PASID CDs with recycled ASIDs.
+    let asids = Arc::new(IdAllocator::new("ASID", 3)); // 7 ASIDs
+    let r = rig_with(
+        SmmuConfig::default(),
+        DriverConfig {
+            asids: Some(asids),
+            ..Default::default()
+        },
+    );
+    let (sx, sy) = (0x30, 0x31);
+    for s in [sx, sy] {
+        r.drv.probe_stream(s, false).unwrap();
+    }
+    let rid_a = SmmuDomain::new(&r.drv, DomainStage::S1, K4, false).unwrap();
+    let rid_b = SmmuDomain::new(&r.drv, DomainStage::S1, K4, false).unwrap();
+    let rid_page = r.buffer(K4, 0x77);
+    for d in [&rid_a, &rid_b] {
+        d.map_pages(Iova(0x6000), rid_page, K4, 1, Prot::RW)
+            .1
+            .unwrap();
+    }
+    rid_a.attach_sids(&[sx, sy], false).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let wrong = Arc::new(AtomicU64::new(0));
+    let mut devs = Vec::new();
+    for (sid, want) in [(sx, 0x11u8), (sy, 0x22u8)] {
+        let (hw, stop, wrong) = (r.hw.clone(), stop.clone(), wrong.clone());
+        devs.push(std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let mut b = [0u8; 1];
+                if hw.dma_read(sid, Some(1), 0x6000, &mut b, false).is_ok() && b[0] != want {
+                    wrong.fetch_add(1, Ordering::Relaxed);
+                }
+                if hw.dma_read(sid, None, 0x6000, &mut b, false).is_ok() && b[0] != 0x77 {
+                    wrong.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    let mut users = Vec::new();
+    for (sid, fill) in [(sx, 0x11u8), (sy, 0x22u8)] {
+        let drv = r.drv.clone();
+        let page = r.buffer(K4, fill);
+        users.push(std::thread::spawn(move || {
+            for _ in 0..100 {
+                let d = loop {
+                    match SmmuDomain::new(&drv, DomainStage::S1, K4, false) {
+                        Ok(d) => break d,
+                        Err(Error::NoSpace(_)) => std::thread::yield_now(),
+                        Err(e) => panic!("{e}"),
+                    }
+                };
+                d.map_pages(Iova(0x6000), page, K4, 1, Prot::RW).1.unwrap();
+                d.attach_pasid(sid, 1).unwrap();
+                std::thread::yield_now();
+                smmuv3::domain::detach_pasid(&drv, sid, 1).unwrap();
+                drop(d);
+            }
+        }));
+    }
+    for i in 0..100 {
+        let d = if i % 2 == 0 { &rid_b } else { &rid_a };
+        d.attach_sids(&[sx], false).unwrap();
+    }
+    for u in users {
+        u.join().unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    for d in devs {
+        d.join().unwrap();
+    }
+    assert_eq!(
+        wrong.load(Ordering::Relaxed),
+        0,
+        "a device saw another translation"
+    );
+    let _ = r.drv.drain_events();
+    r.sanitizer_silent_concurrent();
+}
