@@ -11,8 +11,39 @@
 //!   of 256 entries with a 10 ms timeout or one ring of 32768 entries with 1 s,
 //!   generic in the freed page-table payload.
 //!
-//! The crate uses `std` (locks are `std::sync::Mutex`, switched to loom's under
-//! `--cfg loom`; see `src/sync.rs`).
+//! The crate uses `std`: the locks are short spinlocks that yield while waiting
+//! (loom's mutex under `--cfg loom`; see `src/sync.rs`).
+//!
+//! ```
+//! use std::sync::{Arc, Mutex};
+//! use iommu_iova::{FlushQueue, FqConfig, FqOps, IovaDomain};
+//! use iommu_types::{FixedCpuId, VirtualClock};
+//!
+//! /// The DMA layer's side: invalidate the IOTLB, free page-table pages.
+//! struct Domain { flushes: Mutex<u32>, freed_tables: Mutex<Vec<u64>> }
+//! impl FqOps<Vec<u64>> for Domain {
+//!     fn flush_iotlb_all(&self) { *self.flushes.lock().unwrap() += 1; }
+//!     fn free_payload(&self, tables: Vec<u64>) { self.freed_tables.lock().unwrap().extend(tables); }
+//! }
+//!
+//! let iovad = Arc::new(
+//!     IovaDomain::builder(4096, 1).cpus(Arc::new(FixedCpuId { id: 0, count: 1 })).build()?,
+//! );
+//! let dom = Arc::new(Domain { flushes: Mutex::new(0), freed_tables: Mutex::new(vec![]) });
+//! let clock = Arc::new(VirtualClock::new(0));
+//! let fq = FlushQueue::new(iovad.clone(), dom.clone(), clock.clone(), FqConfig::per_cpu())?;
+//!
+//! // map: 3 pages under a 32-bit mask (rounded to 4, aligned to 4)
+//! let pfn = iovad.alloc_iova_dma(3, (1 << 20) - 1, None)?;
+//! assert_eq!(pfn % 4, 0);
+//! // lazy unmap: PTEs cleared, one table page freed, IOVA queued
+//! fq.queue_iova(pfn, 3, vec![0x8000_0000])?;
+//! clock.advance(10_000_000);
+//! assert!(fq.poll()); // the 10 ms timeout flushes and releases
+//! assert_eq!(*dom.flushes.lock().unwrap(), 1);
+//! assert_eq!(*dom.freed_tables.lock().unwrap(), vec![0x8000_0000]);
+//! # Ok::<(), iommu_iova::Error>(())
+//! ```
 
 mod domain;
 mod error;
