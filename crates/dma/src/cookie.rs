@@ -18,10 +18,10 @@
 use std::sync::Arc;
 
 use io_pgtable::IotlbGather;
-use iommu_types::{CpuId, Iova, PhysAddr, Prot};
+use iommu_types::{Clock, CpuId, Iova, PhysAddr, Prot};
 
 use crate::error::{Error, Result};
-use crate::fq::{FQ_DEFAULT_SIZE, FlushQueue};
+use crate::fq::{FQ_DEFAULT_SIZE, FlushQueue, Unmapped};
 use crate::layout::Granule;
 use crate::ops::{DmaDomain, IovaAllocator};
 use crate::sync::{AtomicBool, Mutex, Ordering, lock};
@@ -46,6 +46,7 @@ pub struct DmaCookie<D, A> {
     fq: FlushQueue,
     fq_size: usize,
     cpus: Arc<dyn CpuId>,
+    clock: Option<Arc<dyn Clock>>,
     init_lock: Mutex<()>,
 }
 
@@ -90,8 +91,16 @@ impl<D: DmaDomain, A: IovaAllocator> DmaCookie<D, A> {
             fq: FlushQueue::new(cpus.count()),
             fq_size,
             cpus,
+            clock: None,
             init_lock: Mutex::new(()),
         })
+    }
+
+    /// Drive the flush-queue timer from `clock`: queueing arms a deadline
+    /// `FQ_DEFAULT_TIMEOUT_NS` ahead and [`DmaCookie::poll_flush_queue`] fires it.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
     }
 
     /// The domain.
@@ -253,14 +262,14 @@ impl<D: DmaDomain, A: IovaAllocator> DmaCookie<D, A> {
         let (pfn, pages) = (alloc_iova >> shift, alloc_size >> shift);
         if lazy_at(Step::Free) {
             let freelist = core::mem::take(&mut gather.freelist);
-            self.fq.queue(
-                self.cpus.current(),
+            let now = self.clock.as_ref().map(|c| c.now_ns());
+            let cpu = self.cpus.current();
+            let range = Unmapped {
                 pfn,
                 pages,
                 freelist,
-                &self.domain,
-                &self.iova,
-            )
+            };
+            self.fq.queue(cpu, range, &self.domain, &self.iova, now)
         } else {
             self.iova.free(pfn, pages);
             Ok(())
@@ -276,6 +285,18 @@ impl<D: DmaDomain, A: IovaAllocator> DmaCookie<D, A> {
             self.domain.unmap(Iova(iova), len, &mut gather);
         }
         self.domain.iotlb_sync(&mut gather).map_err(Error::Domain)
+    }
+
+    /// Run the flush-queue timer if its deadline has passed on the cookie's clock.
+    /// Returns whether it ran.
+    pub fn poll_flush_queue(&self) -> Result<bool> {
+        let (Some(clock), Some(deadline)) = (&self.clock, self.fq.deadline()) else {
+            return Ok(false);
+        };
+        if clock.now_ns() < deadline {
+            return Ok(false);
+        }
+        self.flush_queue_timer().map(|()| true)
     }
 
     /// The flush-queue timer: flush the domain once and free every completed entry.

@@ -17,8 +17,20 @@ use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering, fence, lo
 /// Entries per CPU ring (Linux `IOVA_DEFAULT_FQ_SIZE`).
 pub const FQ_DEFAULT_SIZE: usize = 256;
 /// Timeout after which a queued entry is flushed (Linux `IOVA_DEFAULT_FQ_TIMEOUT`),
-/// in nanoseconds; the owner of the queue calls [`FlushQueue::timer`] when it expires.
+/// in nanoseconds. There is no timer thread: queueing arms a deadline on the
+/// cookie's clock and whoever drives time calls `DmaCookie::poll_flush_queue`.
 pub const FQ_DEFAULT_TIMEOUT_NS: u64 = 10_000_000;
+
+/// `deadline` value meaning "timer not armed".
+const TIMER_OFF: u64 = u64::MAX;
+
+/// An unmapped IOVA range (in pfns) and the table pages its unmap removed.
+#[derive(Debug)]
+pub(crate) struct Unmapped {
+    pub(crate) pfn: u64,
+    pub(crate) pages: u64,
+    pub(crate) freelist: Vec<FreedTable>,
+}
 
 #[derive(Debug)]
 struct Entry {
@@ -39,6 +51,7 @@ pub struct FlushQueue {
     start_cnt: AtomicU64,
     finish_cnt: AtomicU64,
     timer_on: AtomicBool,
+    deadline: AtomicU64,
 }
 
 impl FlushQueue {
@@ -52,6 +65,7 @@ impl FlushQueue {
             start_cnt: AtomicU64::new(0),
             finish_cnt: AtomicU64::new(0),
             timer_on: AtomicBool::new(false),
+            deadline: AtomicU64::new(TIMER_OFF),
         }
     }
 
@@ -66,6 +80,12 @@ impl FlushQueue {
     /// Whether a timer flush is pending (an entry was queued since the last one).
     pub fn timer_armed(&self) -> bool {
         self.timer_on.load(Ordering::Relaxed)
+    }
+
+    /// When the armed timer expires (ns on the cookie's clock), if armed with a clock.
+    pub fn deadline(&self) -> Option<u64> {
+        let d = self.deadline.load(Ordering::Relaxed);
+        (d != TIMER_OFF).then_some(d)
     }
 
     /// Entries waiting on all rings.
@@ -110,12 +130,16 @@ impl FlushQueue {
     pub(crate) fn queue<D: DmaDomain, A: IovaAllocator>(
         &self,
         cpu: usize,
-        pfn: u64,
-        pages: u64,
-        freelist: Vec<FreedTable>,
+        range: Unmapped,
         domain: &D,
         iova: &A,
+        now_ns: Option<u64>,
     ) -> Result<()> {
+        let Unmapped {
+            pfn,
+            pages,
+            freelist,
+        } = range;
         fence(Ordering::SeqCst);
         let size = self.size.load(Ordering::Relaxed);
         if size == 0 {
@@ -139,8 +163,12 @@ impl FlushQueue {
                 counter,
             });
         }
-        if !self.timer_on.load(Ordering::Relaxed) {
-            self.timer_on.swap(true, Ordering::AcqRel);
+        // Arm the timer once: only the CPU whose exchange sets the flag does.
+        if !self.timer_on.load(Ordering::Relaxed) && !self.timer_on.swap(true, Ordering::AcqRel) {
+            if let Some(now) = now_ns {
+                self.deadline
+                    .store(now.saturating_add(FQ_DEFAULT_TIMEOUT_NS), Ordering::Relaxed);
+            }
         }
         Ok(())
     }
@@ -149,6 +177,7 @@ impl FlushQueue {
     /// on every ring.
     pub(crate) fn timer<D: DmaDomain, A: IovaAllocator>(&self, domain: &D, iova: &A) -> Result<()> {
         self.timer_on.store(false, Ordering::Relaxed);
+        self.deadline.store(TIMER_OFF, Ordering::Relaxed);
         self.flush(domain)?;
         for ring in &self.rings {
             let mut r = lock(ring);

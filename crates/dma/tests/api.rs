@@ -528,3 +528,37 @@ fn map_resource_uses_mmio_attributes_without_bouncing() {
         .unwrap();
     u.unmap_resource(d, 16 * K).unwrap();
 }
+
+#[test]
+fn flush_queue_timer_fires_on_the_clock_deadline() {
+    use std::sync::Arc;
+    let mem = Arc::new(iommu_memory::SimMemory::new());
+    let domain = Arc::new(iommu_dma::mock::MockDomain::new(4 * K));
+    let clock = Arc::new(iommu_types::VirtualClock::default());
+    let cookie = Arc::new(
+        iommu_dma::DmaCookie::new(
+            domain.clone(),
+            Arc::new(iommu_dma::iova::SimpleIova::new(1)),
+            Arc::new(iommu_types::FixedCpuId { id: 0, count: 1 }),
+        )
+        .unwrap()
+        .with_clock(clock.clone()),
+    );
+    cookie.enable_flush_queue().unwrap();
+    let dev = iommu_dma::DmaDevice::new(cookie.clone(), mem.clone(), None, trusted(4 * K)).unwrap();
+    let buf = mem.alloc_pages(4096, 4096).unwrap();
+    assert_eq!(cookie.flush_queue().deadline(), None);
+    clock.advance(1_000);
+    let d = dev.map_page(buf, 4096, DmaDirection::ToDevice, NA).unwrap();
+    dev.unmap_page(d, 4096, DmaDirection::ToDevice, NA).unwrap();
+    let deadline = cookie.flush_queue().deadline().unwrap();
+    assert_eq!(deadline, 1_000 + iommu_dma::fq::FQ_DEFAULT_TIMEOUT_NS);
+    clock.advance(iommu_dma::fq::FQ_DEFAULT_TIMEOUT_NS - 1);
+    assert!(!cookie.poll_flush_queue().unwrap(), "not yet");
+    assert_eq!(cookie.flush_queue().pending(), 1);
+    clock.advance(1);
+    assert!(cookie.poll_flush_queue().unwrap());
+    assert_eq!(cookie.flush_queue().pending(), 0);
+    assert_eq!(cookie.flush_queue().deadline(), None);
+    assert_eq!(domain.stats().flushes, 1);
+}
