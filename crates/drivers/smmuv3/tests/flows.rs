@@ -360,3 +360,49 @@ fn lazy_unmap_keeps_removed_tables_until_the_flush() {
     assert!(!r.mem.is_present(t.pa));
     let _ = r.hw.take_sanitizer_reports();
 }
+
+#[test]
+fn bad_input_is_an_error_not_a_panic() {
+    for two_level in [false, true] {
+        let hw = SmmuConfig::builder()
+            .sid_bits(12)
+            .two_level_strtab(two_level)
+            .build();
+        let r = rig_with(hw, own_asids());
+        assert!(
+            r.drv.probe_stream(1 << 12, false).is_err(),
+            "SID beyond SIDSIZE"
+        );
+        assert!(r.drv.probe_stream(u32::MAX, false).is_err());
+        if two_level {
+            // No L2 table yet for an unprobed stream: nothing to write into.
+            assert!(
+                r.drv
+                    .write_ste(5, &smmuv3::ste::Ste::bypass(false))
+                    .is_err()
+            );
+        }
+        r.drv.probe_stream(5, false).unwrap();
+        let d = SmmuDomain::new(&r.drv, DomainStage::S1, K4, false).unwrap();
+        assert!(d.attach_sids(&[6], false).is_err(), "unprobed stream");
+        d.attach_sids(&[5], false).unwrap();
+        let buf = r.buffer(K4, 1);
+        // Outside the input range, misaligned, unsupported page size, no access.
+        assert!(d.map_pages(Iova(1 << 50), buf, K4, 1, Prot::RW).1.is_err());
+        assert!(d.map_pages(Iova(0x1234), buf, K4, 1, Prot::RW).1.is_err());
+        assert!(
+            d.map_pages(Iova(0x1000), buf, 0x3000, 1, Prot::RW)
+                .1
+                .is_err()
+        );
+        assert!(d.map_pages(Iova(0x1000), buf, K4, 1, Prot::NONE).1.is_err());
+        // Nothing stored was corrupted: a valid mapping still works.
+        d.map_pages(Iova(0x1000), buf, K4, 1, Prot::RW).1.unwrap();
+        assert_eq!(read(&r, 5, 0x1000).unwrap(), 1);
+        assert!(
+            SmmuDomain::new(&r.drv, DomainStage::S1, 0x3000, false).is_err(),
+            "bad granule"
+        );
+        r.sanitizer_silent();
+    }
+}
