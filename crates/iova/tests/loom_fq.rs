@@ -82,7 +82,7 @@ fn unmap_then_reuse(s: &Setup, pfn: u64) {
 #[test]
 fn queued_iova_not_reused_before_its_flush() {
     let mut b = loom::model::Builder::new();
-    b.preemption_bound = Some(3);
+    b.preemption_bound = Some(4);
     b.check(|| {
         let s = Arc::new(setup(16));
         let x = s.d.alloc_iova_fast(1, 16, false).unwrap();
@@ -98,7 +98,7 @@ fn queued_iova_not_reused_before_its_flush() {
 #[test]
 fn full_ring_flush_and_timeout_race() {
     let mut b = loom::model::Builder::new();
-    b.preemption_bound = Some(2);
+    b.preemption_bound = Some(3);
     b.check(|| {
         // Two slots: one entry fits, the second queue flushes synchronously.
         let s = Arc::new(setup(2));

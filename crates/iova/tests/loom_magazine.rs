@@ -42,7 +42,7 @@ fn domain() -> Arc<IovaDomain> {
 #[test]
 fn magazine_exchange_with_the_depot() {
     let mut b = loom::model::Builder::new();
-    b.preemption_bound = Some(3);
+    b.preemption_bound = Some(5);
     b.check(|| {
         let d = domain();
         // Four ranges from the tree; the last stays live throughout.
@@ -86,7 +86,7 @@ fn magazine_exchange_with_the_depot() {
 #[test]
 fn depot_pop_races_a_full_flush() {
     let mut b = loom::model::Builder::new();
-    b.preemption_bound = Some(2);
+    b.preemption_bound = Some(4);
     b.check(|| {
         let d = domain();
         let pfns: Vec<u64> = (0..3)
