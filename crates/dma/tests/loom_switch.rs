@@ -86,8 +86,15 @@ fn model(variant: Variant) {
             }
             c2.flush_queue_timer().unwrap();
         });
+        // The device keeps accessing the buffer concurrently (it may refill the
+        // IOTLB from the table until the entry is cleared).
+        let d = domain.clone();
+        let device = loom::thread::spawn(move || {
+            let _ = d.translate(a, false);
+        });
         unmapper.join().unwrap();
         switcher.join().unwrap();
+        device.join().unwrap();
         // Whatever path was taken, the IOVA is free after one more timer flush,
         // and nothing stale remains.
         cookie.flush_queue_timer().unwrap();
