@@ -182,8 +182,17 @@ fn run(ops: Vec<Op>, reserved: Vec<(u64, u64)>, mag_size: usize) -> Result<(), T
     Ok(())
 }
 
+/// 64 cases normally, 4096 with `IOMMU_LONG_TESTS=1`.
+fn cases() -> u32 {
+    if std::env::var_os("IOMMU_LONG_TESTS").is_some_and(|v| v == "1") {
+        4096
+    } else {
+        64
+    }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
 
     #[test]
     fn allocator_matches_the_model(ops in prop::collection::vec(op(), 1..300), mag in 1usize..4) {

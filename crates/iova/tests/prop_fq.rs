@@ -181,8 +181,17 @@ fn run(ops: Vec<Op>, kind: FqKind, size: usize) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// 64 cases normally, 4096 with `IOMMU_LONG_TESTS=1`.
+fn cases() -> u32 {
+    if std::env::var_os("IOMMU_LONG_TESTS").is_some_and(|v| v == "1") {
+        4096
+    } else {
+        64
+    }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
 
     #[test]
     fn per_cpu_queue_never_releases_early(ops in prop::collection::vec(op(), 1..300), size in prop_oneof![Just(2usize), Just(4), Just(16)]) {
