@@ -148,7 +148,47 @@ fn bench_size(c: &mut Criterion, name: &str, size: u64, n: u64) {
     group.finish();
 }
 
+/// Calibration: the cost of the `PhysMem` calls the hot paths are made of, measured in
+/// the same run (sequential 64-bit loads and stores over one 4 KiB table page).
+fn bench_physmem(c: &mut Criterion) {
+    use iommu_types::PhysMem;
+    const N: u64 = 1_000_000;
+    let mem = SimMemory::new();
+    let page = mem.alloc_pages(SZ_4K, SZ_4K).unwrap().0;
+    let mut group = c.benchmark_group("simmemory_calibration_1M");
+    group.throughput(Throughput::Elements(N));
+    group.sample_size(10);
+    group.bench_function("read_u64", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let start = Stamp::now();
+                for i in 0..N {
+                    black_box(mem.read_u64(PhysAddr(page + (i % 512) * 8)).unwrap());
+                }
+                total += start.elapsed();
+            }
+            total
+        })
+    });
+    group.bench_function("write_u64", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let start = Stamp::now();
+                for i in 0..N {
+                    mem.write_u64(PhysAddr(page + (i % 512) * 8), i).unwrap();
+                }
+                total += start.elapsed();
+            }
+            total
+        })
+    });
+    group.finish();
+}
+
 fn benches(c: &mut Criterion) {
+    bench_physmem(c);
     bench_size(c, "lpae_s1_4k_pages_1M", SZ_4K, PAGES_4K);
     bench_size(c, "lpae_s1_2m_blocks_128K", SZ_2M, BLOCKS_2M);
 }
