@@ -10,6 +10,9 @@
 //! * **NVMe**: scatter-gather commands of 2–16 elements, read or written by the
 //!   device element by element, then unmapped.
 //! * **GPU**: large coherent or non-contiguous allocations, touched page by page.
+//! * **Untrusted** (mixed workload): a NIC-like device hot-plugged after boot behind
+//!   an external-facing port; the core forces its group strict and the DMA layer
+//!   bounces its sub-granule buffers.
 //! * **Malicious**: a NIC-like device (its own group, untrusted) that, after every
 //!   unmap of one of its buffers, replays that IOVA and older ones, and probes the
 //!   granules just below and above its live buffers.
@@ -68,6 +71,7 @@ struct Shared<'a> {
     nvme: Option<usize>,
     gpu: Option<usize>,
     evil: Option<usize>,
+    tb: Option<usize>,
 }
 
 struct Ctx<'a, 'b> {
@@ -404,10 +408,20 @@ fn platform_for(cfg: &SimConfig) -> Result<Platform> {
         PolicyChoice::Lazy => Policy::Lazy,
         PolicyChoice::Strict | PolicyChoice::Switch => Policy::Strict,
     };
-    let p = Platform::new(cfg.cpu_page, policy, cfg.cpus, &[smmu], &devices)?;
-    if cfg.policy == PolicyChoice::Lazy && cfg.workload == WorkloadKind::Attack {
-        // The malicious device is trusted (it passed as a normal NIC), so it gets the
-        // lazy default like every trusted device: the case lazy mode must bound.
+    // The malicious device is trusted (it passed as a normal NIC), so it gets the
+    // policy's default like every trusted device: the case lazy mode must bound.
+    let mut p = Platform::new(
+        cfg.cpu_page,
+        policy,
+        cfg.cpus,
+        &[smmu],
+        &devices,
+        cfg!(debug_assertions),
+    )?;
+    if cfg.workload == WorkloadKind::Mixed {
+        // A Thunderbolt-style device plugged in after boot: untrusted, so strict and
+        // bounced whatever the policy.
+        p.add_device(&dev("tb", 0x50, true))?;
     }
     for s in &p.smmus {
         s.hw.reset_stats();
@@ -437,6 +451,7 @@ pub fn simulate(cfg: &SimConfig, progress: &(dyn Fn(u64, u64) + Sync)) -> Result
         nvme: find("nvme"),
         gpu: find("gpu"),
         evil: find("evil"),
+        tb: find("tb"),
     };
     let deadline = match cfg.limit {
         Limit::Seconds(s) => Some(Instant::now() + Duration::from_secs_f64(s)),
@@ -459,6 +474,9 @@ pub fn simulate(cfg: &SimConfig, progress: &(dyn Fn(u64, u64) + Sync)) -> Result
                     let mut q = NicQueue::new(shared.nic, false);
                     let mut evil = (cpu == 0)
                         .then(|| shared.evil.map(|d| NicQueue::new(d, true)))
+                        .flatten();
+                    let mut tb = (cpu == 0)
+                        .then(|| shared.tb.map(|d| NicQueue::new(d, false)))
                         .flatten();
                     let mut step = 0u64;
                     loop {
@@ -488,6 +506,9 @@ pub fn simulate(cfg: &SimConfig, progress: &(dyn Fn(u64, u64) + Sync)) -> Result
                         if let Some(e) = evil.as_mut() {
                             e.step(&mut c);
                         }
+                        if let Some(t) = tb.as_mut().filter(|_| step % 3 == 0) {
+                            t.step(&mut c);
+                        }
                         step += 1;
                         if cpu == 0 && step % 64 == 0 {
                             match (total_ops, deadline) {
@@ -509,7 +530,7 @@ pub fn simulate(cfg: &SimConfig, progress: &(dyn Fn(u64, u64) + Sync)) -> Result
                         }
                     }
                     q.drain(&mut c);
-                    if let Some(mut e) = evil {
+                    for mut e in evil.into_iter().chain(tb) {
                         e.drain(&mut c);
                     }
                     c.st
@@ -591,6 +612,7 @@ fn collect(
     }
     m.iova.extend(iova);
     m.iova.insert("fq_flushes".into(), fq_flushes);
+    m.sanitizer_reports = p.sanitizer_reports().len() as u64;
     m.pgtable_bytes = p
         .devices
         .iter()

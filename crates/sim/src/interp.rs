@@ -155,6 +155,7 @@ impl Interp {
                 self.cpus,
                 &self.smmus,
                 &self.devices,
+                true,
             )
             .map_err(|e| format!("platform boot failed: {e}"))?;
             iommu_types::ThreadCpuId::set_current(0);

@@ -185,7 +185,7 @@ pub fn map_bench(cfg: &MapBenchConfig) -> Result<MapBenchResult> {
     } else {
         Policy::Strict
     };
-    let p = Platform::new(PAGE, policy, cfg.threads, &[smmu], &[dev])?;
+    let p = Platform::new(PAGE, policy, cfg.threads, &[smmu], &[dev], false)?;
     let dma = p.devices[0]
         .dma
         .clone()

@@ -200,6 +200,9 @@ pub struct RunMetrics {
     pub iova: BTreeMap<String, u64>,
     /// Bytes of page-table memory at the end of the run.
     pub pgtable_bytes: u64,
+    /// Reports of the SMMU models' architectural sanitizer (run in debug builds,
+    /// i.e. tests; 0 when it is off).
+    pub sanitizer_reports: u64,
 }
 
 impl RunMetrics {

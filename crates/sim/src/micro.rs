@@ -1,9 +1,11 @@
 //! Micro benchmarks for `iommu bench`: real-time ns/op of the hot paths of the layers
-//! below the simulator, measured with `std::time::Instant` on this machine (the
+//! below the simulator and of the whole stack (DMA API through driver to model), measured with `std::time::Instant` on this machine (the
 //! criterion benchmarks of each crate are the reference figures; these are a quick
 //! look from the command line).
 
-use crate::scenario;
+use crate::platform::Platform;
+use crate::scenario::{self, DeviceDecl, Policy, SmmuDecl, SmmuFeatures};
+use iommu_dma::{DmaAttrs, DmaDirection};
 use iommu_memory::SimMemory;
 use iommu_types::{Iova, PhysAddr, PhysMem, Prot};
 use serde::Serialize;
@@ -138,11 +140,95 @@ pub fn run_all(budget: Duration) -> Vec<MicroResult> {
         ));
     }
 
+    for (policy, label) in [(Policy::Strict, "strict"), (Policy::Lazy, "lazy")] {
+        let Ok(p) = bench_platform(policy) else {
+            continue;
+        };
+        let Some(dma) = p.devices[0].dma.clone() else {
+            continue;
+        };
+        let Ok(buf) = p.mem.alloc_pages(4096, 4096) else {
+            continue;
+        };
+        out.push(measure(
+            &format!("full stack: dma_map_page + dma_unmap_page 2 KiB ({label})"),
+            budget,
+            |_| {
+                if let Ok(iova) =
+                    dma.map_page(buf, 2048, DmaDirection::Bidirectional, DmaAttrs::default())
+                {
+                    black_box(
+                        dma.unmap_page(
+                            iova,
+                            2048,
+                            DmaDirection::Bidirectional,
+                            DmaAttrs::default(),
+                        )
+                        .ok(),
+                    );
+                }
+            },
+        ));
+        if policy == Policy::Strict {
+            if let Ok(iova) =
+                dma.map_page(buf, 4096, DmaDirection::Bidirectional, DmaAttrs::default())
+            {
+                let hw = p.smmus[0].hw.clone();
+                let _ = hw.translate(0x10, None, iova, smmuv3_model::Access::READ);
+                out.push(measure("SMMU model: translate (TLB hit)", budget, |_| {
+                    black_box(
+                        hw.translate(0x10, None, iova, smmuv3_model::Access::READ)
+                            .is_ok(),
+                    );
+                }));
+                let mut data = [0u8; 64];
+                out.push(measure(
+                    "SMMU model: 64-byte device read through the SMMU",
+                    budget,
+                    |_| {
+                        black_box(p.dma_read(0, iova, &mut data).is_ok());
+                    },
+                ));
+            }
+        }
+    }
+
     let line = "rx = map nic size=2k dir=from-device";
     out.push(measure("scenario: parse one statement", budget, |_| {
         black_box(scenario::parse("bench", line).is_ok());
     }));
     out
+}
+
+fn bench_platform(policy: Policy) -> crate::Result<Platform> {
+    let smmu = SmmuDecl {
+        name: "smmu0".into(),
+        granule: 4096,
+        tlb: Some(2048),
+        walk_cache: Some(256),
+        cfg_cache: Some(64),
+        cmdq_log2: 8,
+        features: SmmuFeatures {
+            ats: false,
+            coherent: true,
+            s1: true,
+            s2: true,
+            fwb: true,
+            ril: true,
+        },
+    };
+    let dev = DeviceDecl {
+        name: "dev".into(),
+        sid: 0x10,
+        smmu: "smmu0".into(),
+        dma_bits: 64,
+        untrusted: false,
+        coherent: true,
+        ats: false,
+        no_snoop: false,
+        canwbs: false,
+    };
+    Platform::new(4096, policy, 1, &[smmu], &[dev], false)
 }
 
 #[cfg(test)]
@@ -160,7 +246,11 @@ mod tests {
     #[test]
     fn every_benchmark_runs() {
         let r = run_all(Duration::from_millis(2));
-        assert!(r.len() >= 7, "{r:?}");
+        assert!(r.len() >= 11, "{r:?}");
+        assert!(
+            r.iter()
+                .any(|m| m.name.contains("full stack") && m.name.contains("lazy"))
+        );
         assert!(
             r.iter()
                 .all(|m| m.iterations > 0 && m.ns_per_op.is_finite())

@@ -159,13 +159,16 @@ fn perr(what: &str, e: impl core::fmt::Display) -> Error {
 }
 
 impl Platform {
-    /// Build a platform: probe every SMMU, then add (and bind) every device.
+    /// Build a platform: probe every SMMU, then add (and bind) every device. The
+    /// models run their architectural sanitizer when `sanitizer` is set (it re-walks
+    /// memory on every cached translation, so benchmarks leave it off).
     pub fn new(
         cpu_page: u64,
         policy: Policy,
         cpus: u32,
         smmus: &[SmmuDecl],
         devices: &[DeviceDecl],
+        sanitizer: bool,
     ) -> Result<Self> {
         let mem = Arc::new(SimMemory::new());
         let core = IommuCore::new(match policy {
@@ -209,7 +212,7 @@ impl Platform {
                 walk_cache: capacity(s.walk_cache),
                 config_cache: capacity(s.cfg_cache),
                 cmdq_log2: s.cmdq_log2,
-                sanitizer: true,
+                sanitizer,
                 ..SmmuConfig::default()
             };
             let hw = Arc::new(smmuv3_model::Smmu::new(
