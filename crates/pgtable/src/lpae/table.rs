@@ -183,8 +183,15 @@ where
     /// level. Read-only: lookups never fill the cache.
     #[inline(always)]
     fn cached_start(&self, iova: u64) -> (u64, u32) {
+        self.cached_at_or_above(iova, 3)
+    }
+
+    /// The deepest table at level `max` or above covering `iova` that the walk cache
+    /// knows (or the root), and its level.
+    #[inline(always)]
+    fn cached_at_or_above(&self, iova: u64, max: u32) -> (u64, u32) {
         let start = self.geo.start_level;
-        let mut level = 3;
+        let mut level = max;
         while level > start {
             if let Some(t) = self.cache.get(level, self.cache_key(iova, level)) {
                 return (t, level);
@@ -192,6 +199,18 @@ where
             level -= 1;
         }
         (self.root, start)
+    }
+
+    /// Put the tables a successful walk went through into the walk cache (only then:
+    /// a walk that failed part way may have met a bad descriptor).
+    #[inline]
+    fn remember(&self, iova: u64, found: &[u64; 4]) {
+        for (level, &t) in found.iter().enumerate() {
+            if t != 0 {
+                self.cache
+                    .put(level as u32, self.cache_key(iova, level as u32), t);
+            }
+        }
     }
 
     /// Walk from the root to the table at `target` level covering `iova`, creating
@@ -211,8 +230,8 @@ where
 
     fn walk_alloc_slow(&self, iova: u64, target: u32) -> Result<u64> {
         let g = &self.geo;
-        let mut table = self.root;
-        let mut level = g.start_level;
+        let (mut table, mut level) = self.cached_at_or_above(iova, target - 1);
+        let mut found = [0u64; 4];
         while level < target {
             let slot = table + 8 * g.index(iova, level);
             let mut p = self.read(slot)?;
@@ -234,8 +253,9 @@ where
             }
             table = Pte(p).addr(g.granule);
             level += 1;
-            self.cache.put(level, self.cache_key(iova, level), table);
+            found[level as usize] = table;
         }
+        self.remember(iova, &found);
         Ok(table)
     }
 
@@ -256,8 +276,8 @@ where
 
     fn walk_existing_slow(&self, iova: u64, target: u32) -> Option<u64> {
         let g = &self.geo;
-        let mut table = self.root;
-        let mut level = g.start_level;
+        let (mut table, mut level) = self.cached_at_or_above(iova, target - 1);
+        let mut found = [0u64; 4];
         while level < target {
             let p = self.read(table + 8 * g.index(iova, level)).ok()?;
             if !Pte(p).is_table(level) {
@@ -265,8 +285,9 @@ where
             }
             table = Pte(p).addr(g.granule);
             level += 1;
-            self.cache.put(level, self.cache_key(iova, level), table);
+            found[level as usize] = table;
         }
+        self.remember(iova, &found);
         Some(table)
     }
 
