@@ -276,7 +276,9 @@ impl<P: Send> FlushQueue<P> {
     /// until a flush that starts after this call has completed (Linux's
     /// `queue_iova`). The caller must have cleared the PTEs before calling. A full
     /// ring is flushed synchronously first. Arms the timeout if it is not pending.
-    /// A range the fast path cannot have handed out is refused up front.
+    /// A range the fast path cannot have handed out is refused up front; its
+    /// payload is then dropped, never handed to `free_payload`, because the
+    /// IOMMU may still walk those tables until a flush.
     pub fn queue_iova(&self, iova_pfn: u64, pages: u64, payload: P) -> Result<()> {
         self.iovad.check_fast_free(iova_pfn, pages)?;
         // Order the caller's PTE clears before the counter sample (smp_mb).
