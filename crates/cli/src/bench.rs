@@ -134,7 +134,33 @@ fn map(m: MapArgs) -> Result<u8, Error> {
         lazy: matches!(m.policy, MapPolicy::Lazy),
     };
     cfg.validate()?;
-    let r = iommu_sim::map_bench(&cfg)?;
+    // A progress bar for runs longer than a couple of seconds (hidden when stderr is
+    // not a terminal or with --json).
+    let bar = (!m.json && cfg.seconds > 2).then(|| {
+        let b = indicatif::ProgressBar::new(u64::from(cfg.seconds));
+        b.set_style(
+            indicatif::ProgressStyle::with_template("dma_map_benchmark [{bar:30}] {pos}/{len} s")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    });
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let r = std::thread::scope(|s| {
+        if let Some(b) = &bar {
+            let done = &done;
+            s.spawn(move || {
+                let start = std::time::Instant::now();
+                while !done.load(std::sync::atomic::Ordering::Acquire) {
+                    b.set_position(start.elapsed().as_secs());
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                b.finish_and_clear();
+            });
+        }
+        let r = iommu_sim::map_bench(&cfg);
+        done.store(true, std::sync::atomic::Ordering::Release);
+        r
+    })?;
     if m.json {
         let v = serde_json::json!({ "config": cfg, "result": r, "machine": Machine::current() });
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());

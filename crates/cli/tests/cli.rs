@@ -290,3 +290,44 @@ fn bench_map_mirrors_the_kernel_tool() {
         "{out}"
     );
 }
+
+#[test]
+fn cost_table_file_is_validated() {
+    let good = tmp(
+        "cost.json",
+        br#"{"cmd_sync_ns": 0, "command_ns": 0, "mmio_read_ns": 0, "mmio_write_ns": 0}"#,
+    );
+    let o = iommu(&[
+        "simulate",
+        "--workload",
+        "nic",
+        "--ops",
+        "100",
+        "--json",
+        "--cost-table",
+        good.to_str().expect("utf8"),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let ops = v["ops"].as_u64().expect("ops");
+    // Only walks, config fetches, TLB hits and events are priced now.
+    assert!(
+        v["modelled_hw_ns"]
+            .as_u64()
+            .is_some_and(|ns| ns < ops * 1000),
+        "{v}"
+    );
+
+    let bad = tmp("badcost.json", br#"{"cmd_sink_ns": 5}"#);
+    let o = iommu(&[
+        "simulate",
+        "--workload",
+        "nic",
+        "--ops",
+        "100",
+        "--cost-table",
+        bad.to_str().expect("utf8"),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).1.contains("cost table"), "{:?}", text(&o));
+}
