@@ -88,9 +88,10 @@ impl RangeMap {
     /// `start` (or the one below it) and going down, lower `*high` to each
     /// entry's `pfn_lo` and take the candidate `(*high - size) & align_mask`;
     /// step to the next lower entry while the candidate collides with it and is
-    /// still `>= low`. Returns the last candidate and the start entry's `pfn_hi`
-    /// (`u64::MAX` if there is no start entry). Iterates the chunk slices
-    /// directly: this is the allocator's innermost loop.
+    /// still `>= low`. Returns the last candidate, the start entry's `pfn_hi`
+    /// (`u64::MAX` if there is no start entry) and the position of the entry the
+    /// candidate sits right below (for [`insert_below`](Self::insert_below)).
+    /// Iterates the chunk slices directly: this is the allocator's innermost loop.
     #[inline]
     pub(crate) fn walk_down(
         &self,
@@ -99,26 +100,45 @@ impl RangeMap {
         low: u64,
         size: u64,
         align_mask: u64,
-    ) -> (u64, u64) {
+    ) -> (u64, u64, Option<Pos>) {
         let Some(p) = self.pred_or_eq(start) else {
-            return (high.wrapping_sub(size) & align_mask, u64::MAX);
+            return (high.wrapping_sub(size) & align_mask, u64::MAX, None);
         };
         let (mut curr_lo, start_hi) = self.entry(p);
+        let mut curr = p;
         let mut from = p.idx + 1;
-        for chunk in &self.chunks[p.chunk..] {
-            for &(k, hi) in chunk.get(from..).unwrap_or(&[]) {
+        for (ci, chunk) in self.chunks[p.chunk..].iter().enumerate() {
+            for (i, &(k, hi)) in chunk.get(from..).unwrap_or(&[]).iter().enumerate() {
                 *high = (*high).min(curr_lo);
                 let new_pfn = high.wrapping_sub(size) & align_mask;
                 if new_pfn <= hi && new_pfn >= low {
                     curr_lo = !k;
+                    curr = Pos {
+                        chunk: p.chunk + ci,
+                        idx: from + i,
+                    };
                 } else {
-                    return (new_pfn, start_hi);
+                    return (new_pfn, start_hi, Some(curr));
                 }
             }
             from = 0;
         }
         *high = (*high).min(curr_lo);
-        (high.wrapping_sub(size) & align_mask, start_hi)
+        (high.wrapping_sub(size) & align_mask, start_hi, Some(curr))
+    }
+
+    /// Insert `key -> value` right below the entry at `at` in address order;
+    /// `key` must lie between that entry's key and the next lower one (as the
+    /// walk guarantees). Saves the lookup of [`insert`](Self::insert).
+    #[inline]
+    pub(crate) fn insert_below(&mut self, at: Pos, key: u64, value: u64) {
+        debug_assert!(
+            key < self.entry(at).0 && self.raw_next(at).is_none_or(|q| self.entry(q).1 < key)
+        );
+        let c = &mut self.chunks[at.chunk];
+        c.insert(at.idx + 1, (!key, value));
+        self.len += 1;
+        self.split_if_full(at.chunk);
     }
 
     /// Every entry in address order.

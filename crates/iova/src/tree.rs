@@ -8,7 +8,7 @@
 //! domain wraps it in a lock.
 
 use crate::error::{Error, Result};
-use crate::rangemap::RangeMap;
+use crate::rangemap::{Pos, RangeMap};
 
 /// The sentinel node's pfn: never allocated, always present.
 pub(crate) const ANCHOR_PFN: u64 = u64::MAX;
@@ -104,7 +104,14 @@ impl IovaTree {
     /// `*high` and at or above `low`; returns the candidate pfn and the `pfn_hi` of
     /// the start node (Linux's do/while loop over `rb_prev`).
     #[inline]
-    fn walk(&self, start: u64, high: &mut u64, low: u64, size: u64, align_mask: u64) -> (u64, u64) {
+    fn walk(
+        &self,
+        start: u64,
+        high: &mut u64,
+        low: u64,
+        size: u64,
+        align_mask: u64,
+    ) -> (u64, u64, Option<Pos>) {
         self.nodes.walk_down(start, high, low, size, align_mask)
     }
 
@@ -142,14 +149,14 @@ impl IovaTree {
         };
         let mut high = limit;
         let mut low = self.start_pfn;
-        let (mut new_pfn, retry_pfn) = self.walk(start, &mut high, low, size, align_mask);
+        let (mut new_pfn, retry_pfn, mut at) = self.walk(start, &mut high, low, size, align_mask);
         if high < size || new_pfn < low {
             // Retry once over the part above where the first walk started.
             if retry_pfn < limit {
                 high = limit;
                 low = retry_pfn + 1;
                 let from = self.find_limit(limit);
-                new_pfn = self.walk(from, &mut high, low, size, align_mask).0;
+                (new_pfn, _, at) = self.walk(from, &mut high, low, size, align_mask);
             }
             if high < size || new_pfn < low {
                 self.max32_alloc_size = size;
@@ -158,7 +165,10 @@ impl IovaTree {
             }
         }
         let pfn_hi = new_pfn + size - 1;
-        self.nodes.insert(new_pfn, pfn_hi);
+        match at {
+            Some(at) => self.nodes.insert_below(at, new_pfn, pfn_hi),
+            None => self.nodes.insert(new_pfn, pfn_hi),
+        }
         if pfn_hi < self.dma_32bit_pfn {
             self.cached32 = new_pfn;
         } else {
