@@ -8,10 +8,10 @@
 //! cannot batch into one another's syncs as Linux's lock-free queue does, so
 //! throughput from N threads is at best that of one thread.
 
+use crate::lock::Mutex;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use iommu_types::{Mmio, PhysAddr, PhysMem};
-use spin::Mutex;
 
 use crate::cmd::{Cmd, SyncCs};
 use crate::queue::QueueGeom;

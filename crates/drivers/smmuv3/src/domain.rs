@@ -19,11 +19,11 @@ use alloc::vec::Vec;
 use core::any::Any;
 use core::sync::atomic::{AtomicBool, Ordering};
 
+use crate::lock::Mutex;
 use io_pgtable::lpae::{Granule, Stage};
 use io_pgtable::{FlushOps, FreedTable, IoPgtable, IotlbGather, LpaeConfig, LpaeTable};
 use iommu_core::{DeviceInfo, DomainKind, DomainOps, Geometry, PagingDomainOps};
 use iommu_types::{Iova, PgSizeBitmap, PhysAddr, PhysMem, Prot};
-use spin::Mutex;
 
 use crate::cd::{CD_BYTES, Cd, CdCfg};
 use crate::cmd::Cmd;

@@ -1,10 +1,10 @@
 //! The event queue: allocation and draining into typed fault reports
 //! (`smmuv3.md` §1.6, §5).
 
+use crate::lock::Mutex;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use iommu_types::{Mmio, PhysAddr, PhysMem};
-use spin::Mutex;
 
 use crate::Result;
 use crate::event::{EVT_BYTES, EventRecord, FaultReport};

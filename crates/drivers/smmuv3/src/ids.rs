@@ -10,11 +10,11 @@
 //! ASIDs come from one space shared by all SMMUs (as Linux's global xarray);
 //! VMIDs are per SMMU. ID 0 is never handed out.
 
+use crate::lock::Mutex;
 use crate::{Error, Result};
 use alloc::collections::BTreeMap;
 use alloc::vec;
 use alloc::vec::Vec;
-use spin::Mutex;
 
 struct Inner {
     /// One bit per ID: allocated.

@@ -10,6 +10,8 @@
 #![no_std]
 
 extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
 
 pub mod cd;
 pub mod cmd;
@@ -22,6 +24,7 @@ pub mod evtq;
 pub mod field;
 pub mod ids;
 pub mod inv;
+mod lock;
 pub mod queue;
 pub mod regs;
 pub mod smmu;

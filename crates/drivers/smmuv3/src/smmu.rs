@@ -2,11 +2,11 @@
 //! sequence of `smmuv3.md` §1.8, stream management, hitless STE writes and the
 //! invalidation primitives the domains use (§4.4, §6, §7).
 
+use crate::lock::Mutex;
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use iommu_types::{Mmio, PhysAddr, PhysMem};
-use spin::Mutex;
 
 use crate::cmd::{Cmd, TlbiRange};
 use crate::cmdq::{Cmdq, SyncMode};

@@ -1,10 +1,10 @@
 //! Stream table: linear, or two-level with SPLIT=8 and level-2 tables allocated on
 //! demand when a device appears (`smmuv3.md` §1.5, §2.2).
 
+use crate::lock::Mutex;
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 use iommu_types::{Mmio, PhysAddr, PhysMem};
-use spin::Mutex;
 
 use crate::cd::l1_ste;
 use crate::regs::{off, strtab};

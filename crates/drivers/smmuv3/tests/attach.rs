@@ -240,6 +240,7 @@ fn seed_002_race_detach_while_another_user_installs() {
         let (hw, stop, wrong, okr) = (r.hw.clone(), stop.clone(), wrong.clone(), ok_reads.clone());
         devs.push(std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
+                std::thread::yield_now();
                 let mut b = [0u8; 1];
                 if hw.dma_read(sid, None, iova, &mut b, false).is_ok() {
                     okr.fetch_add(1, Ordering::Relaxed);
@@ -257,7 +258,7 @@ fn seed_002_race_detach_while_another_user_installs() {
             let buf = r.buffer(K4, fill);
             std::thread::spawn(move || {
                 let blocked = StaticDomain::blocked(&drv);
-                for _ in 0..150 {
+                for _ in 0..60 {
                     let d = loop {
                         match SmmuDomain::new(&drv, DomainStage::S1, K4, false) {
                             Ok(d) => break d,
@@ -478,6 +479,7 @@ fn seed_002_race_with_pasid_users_and_rid_switches() {
         let (hw, stop, wrong) = (r.hw.clone(), stop.clone(), wrong.clone());
         devs.push(std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
+                std::thread::yield_now();
                 let mut b = [0u8; 1];
                 if hw.dma_read(sid, Some(1), 0x6000, &mut b, false).is_ok() && b[0] != want {
                     wrong.fetch_add(1, Ordering::Relaxed);
@@ -493,7 +495,7 @@ fn seed_002_race_with_pasid_users_and_rid_switches() {
         let drv = r.drv.clone();
         let page = r.buffer(K4, fill);
         users.push(std::thread::spawn(move || {
-            for _ in 0..100 {
+            for _ in 0..50 {
                 let d = loop {
                     match SmmuDomain::new(&drv, DomainStage::S1, K4, false) {
                         Ok(d) => break d,
@@ -509,7 +511,7 @@ fn seed_002_race_with_pasid_users_and_rid_switches() {
             }
         }));
     }
-    for i in 0..100 {
+    for i in 0..50 {
         let d = if i % 2 == 0 { &rid_b } else { &rid_a };
         d.attach_sids(&[sx], false).unwrap();
     }
