@@ -568,4 +568,48 @@ mod tests {
             "double unmap"
         );
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        #[test]
+        fn random_bounces_respect_alignment_segments_and_never_overlap(
+            ops in proptest::collection::vec(
+                (0u64..0x20000, 1u64..0x9000, 0usize..5, 0usize..3, proptest::bool::ANY), 1..40)
+        ) {
+            let (mem, pool) = setup(4 * IO_TLB_SEGBYTES);
+            let src = mem.alloc_pages(0x40000, 0x10000).unwrap();
+            mem.write_bytes(src, &(0..0x40000u32).map(|i| (i * 7 + 3) as u8).collect::<Vec<_>>()).unwrap();
+            let aligns = [0u64, 0xfff, 0x3fff, 0xffff, 0x3ffff];
+            let mins = [0u64, 0x7ff, 0xfff];
+            let mut live: Vec<Bounce> = Vec::new();
+            for (off, len, a, m, unmap) in ops {
+                if unmap && !live.is_empty() {
+                    let b = live.remove(off as usize % live.len());
+                    pool.unmap(b.tlb, DmaDirection::ToDevice, false).unwrap();
+                    continue;
+                }
+                let align = BounceAlign { alloc_align_mask: aligns[a], min_align_mask: mins[m] };
+                let orig = PhysAddr(src.0 + off);
+                match pool.map(orig, len, DmaDirection::ToDevice, align) {
+                    Ok(b) => {
+                        proptest::prop_assert_eq!(b.run.0 & aligns[a], 0);
+                        proptest::prop_assert_eq!(b.tlb.0 & mins[m], orig.0 & mins[m]);
+                        proptest::prop_assert!(b.tlb.0 + len <= b.run.0 + b.run_bytes);
+                        let base = pool.range().0.0;
+                        proptest::prop_assert_eq!((b.run.0 - base) / IO_TLB_SEGBYTES, (b.run.0 + b.run_bytes - 1 - base) / IO_TLB_SEGBYTES);
+                        for o in &live {
+                            proptest::prop_assert!(b.run.0 + b.run_bytes <= o.run.0 || o.run.0 + o.run_bytes <= b.run.0, "overlap");
+                        }
+                        let n = len.min(64) as usize;
+                        proptest::prop_assert_eq!(read(&mem, b.tlb, n), read(&mem, orig, n));
+                        live.push(b);
+                    }
+                    Err(Error::SwiotlbFull { .. }) | Err(Error::SwiotlbTooLarge { .. }) => {}
+                    Err(e) => proptest::prop_assert!(false, "unexpected {e:?}"),
+                }
+                let used: u64 = live.iter().map(|b| b.run_bytes / IO_TLB_SIZE).sum();
+                proptest::prop_assert_eq!(pool.stats().used_slots, used);
+            }
+        }
+    }
 }
