@@ -8,7 +8,9 @@ use std::hint::black_box;
 
 fn bench(c: &mut Criterion) {
     let m = SimMemory::new();
-    let pages: Vec<PhysAddr> = (0..64).map(|_| m.alloc_pages(4096, 4096).unwrap()).collect();
+    let pages: Vec<PhysAddr> = (0..64)
+        .map(|_| m.alloc_pages(4096, 4096).unwrap())
+        .collect();
     let mut g = c.benchmark_group("simmemory");
     g.bench_function("read_u64_hot", |b| {
         let pa = pages[3];
@@ -18,7 +20,10 @@ fn bench(c: &mut Criterion) {
         let mut i = 0usize;
         b.iter(|| {
             i = (i + 1) & 63;
-            black_box(m.read_u64(black_box(PhysAddr(pages[i].0 + 8 * (i as u64)))).unwrap())
+            black_box(
+                m.read_u64(black_box(PhysAddr(pages[i].0 + 8 * (i as u64))))
+                    .unwrap(),
+            )
         })
     });
     g.bench_function("write_u64_hot", |b| {

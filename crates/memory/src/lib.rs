@@ -74,7 +74,10 @@ impl Default for MemConfig {
     /// 64 GiB of allocatable address space starting at 2 GiB (nothing is backed until
     /// allocated).
     fn default() -> Self {
-        Self { base: 0x8000_0000, size: 64 << 30 }
+        Self {
+            base: 0x8000_0000,
+            size: 64 << 30,
+        }
     }
 }
 
@@ -150,7 +153,10 @@ impl SimMemory {
         Ok(Self {
             top: new_level(),
             config,
-            alloc: Mutex::new(Allocator { bump: config.base, ..Default::default() }),
+            alloc: Mutex::new(Allocator {
+                bump: config.base,
+                ..Default::default()
+            }),
             pages_in_use: AtomicU64::new(0),
             peak_pages: AtomicU64::new(0),
             allocs: AtomicU64::new(0),
@@ -189,12 +195,16 @@ impl SimMemory {
         let (start, end) = page_span(pa.0, bytes)?;
         let region_end = self.config.base + self.config.size;
         if start < region_end && end > self.config.base {
-            return Err(Error::InvalidArgument("placed range overlaps the allocator region"));
+            return Err(Error::InvalidArgument(
+                "placed range overlaps the allocator region",
+            ));
         }
         let _guard = self.alloc.lock().unwrap_or_else(|e| e.into_inner());
         for p in (start..end).step_by(PAGE_SIZE as usize) {
             if self.is_present(PhysAddr(p)) {
-                return Err(Error::InvalidArgument("placed range overlaps present memory"));
+                return Err(Error::InvalidArgument(
+                    "placed range overlaps present memory",
+                ));
             }
         }
         self.set_present(start, end, true);
@@ -310,9 +320,10 @@ impl SimMemory {
             return Ok(());
         }
         let start = pa.0;
-        let end = start
-            .checked_add(len as u64)
-            .ok_or(Error::OutOfRange { pa: start, len: len as u64 })?;
+        let end = start.checked_add(len as u64).ok_or(Error::OutOfRange {
+            pa: start,
+            len: len as u64,
+        })?;
         // Validate the whole range first so that a failing copy changes nothing.
         let mut p = start & !(PAGE_SIZE - 1);
         while p < end {
@@ -340,7 +351,9 @@ fn page_bit(pa: u64) -> u16 {
 
 fn page_span(pa: u64, bytes: u64) -> Result<(u64, u64)> {
     if bytes == 0 || pa % PAGE_SIZE != 0 {
-        return Err(Error::InvalidArgument("range must be non-empty and 4 KiB aligned"));
+        return Err(Error::InvalidArgument(
+            "range must be non-empty and 4 KiB aligned",
+        ));
     }
     let end = pa
         .checked_add(bytes.div_ceil(PAGE_SIZE) * PAGE_SIZE)
@@ -463,7 +476,10 @@ impl PhysMem for SimMemory {
                 pa
             }
             None => {
-                let start = a.bump.checked_next_multiple_of(align).ok_or(Error::NoMemory { bytes })?;
+                let start = a
+                    .bump
+                    .checked_next_multiple_of(align)
+                    .ok_or(Error::NoMemory { bytes })?;
                 let end = start.checked_add(size).ok_or(Error::NoMemory { bytes })?;
                 if end > self.config.base + self.config.size {
                     return Err(Error::NoMemory { bytes });

@@ -25,7 +25,10 @@ fn allocation_is_zeroed_aligned_and_accounted() {
 #[test]
 fn access_outside_allocated_memory_is_an_error() {
     let m = SimMemory::new();
-    assert_eq!(m.read_u64(PhysAddr(0x9000_0000)), Err(Error::Unmapped { pa: 0x9000_0000 }));
+    assert_eq!(
+        m.read_u64(PhysAddr(0x9000_0000)),
+        Err(Error::Unmapped { pa: 0x9000_0000 })
+    );
     let a = m.alloc_pages(PAGE_SIZE, PAGE_SIZE).unwrap();
     // Next page of the same chunk is not allocated.
     let next = PhysAddr(a.0 + PAGE_SIZE);
@@ -45,7 +48,13 @@ fn access_outside_allocated_memory_is_an_error() {
 fn misaligned_word_access_is_an_error() {
     let m = SimMemory::new();
     let a = m.alloc_pages(PAGE_SIZE, PAGE_SIZE).unwrap();
-    assert_eq!(m.read_u64(PhysAddr(a.0 + 4)), Err(Error::Misaligned { pa: a.0 + 4, align: 8 }));
+    assert_eq!(
+        m.read_u64(PhysAddr(a.0 + 4)),
+        Err(Error::Misaligned {
+            pa: a.0 + 4,
+            align: 8
+        })
+    );
     assert!(m.write_u32(PhysAddr(a.0 + 2), 0).is_err());
 }
 
@@ -74,7 +83,10 @@ fn u32_and_byte_views_share_words_little_endian() {
     assert_eq!(b, [0x77, 0x66, 0x55]);
     m.fill_bytes(PhysAddr(a.0 + 3), 10, 0xee).unwrap();
     assert_eq!(m.read_u64(a).unwrap(), 0xeeee_eeee_ee66_7788);
-    assert_eq!(m.read_u64(PhysAddr(a.0 + 8)).unwrap(), 0x0000_00ee_eeee_eeee);
+    assert_eq!(
+        m.read_u64(PhysAddr(a.0 + 8)).unwrap(),
+        0x0000_00ee_eeee_eeee
+    );
 }
 
 #[test]
@@ -88,7 +100,11 @@ fn compare_exchange_reports_the_actual_value() {
 
 #[test]
 fn sparse_48bit_space_costs_only_touched_chunks() {
-    let m = SimMemory::with_config(MemConfig { base: 0xffff_0000_0000, size: 1 << 30 }).unwrap();
+    let m = SimMemory::with_config(MemConfig {
+        base: 0xffff_0000_0000,
+        size: 1 << 30,
+    })
+    .unwrap();
     let before = m.stats().backing_bytes;
     let a = m.alloc_pages(PAGE_SIZE, PAGE_SIZE).unwrap();
     assert!(a.0 >= 0xffff_0000_0000);
@@ -103,15 +119,25 @@ fn place_puts_memory_at_fixed_addresses_outside_the_allocator() {
     let m = SimMemory::new();
     m.place(PhysAddr(0x1000), 2 * PAGE_SIZE).unwrap();
     m.write_u64(PhysAddr(0x1ff8), 9).unwrap();
-    assert!(m.place(PhysAddr(0x2000), PAGE_SIZE).is_err(), "overlaps placed memory");
-    assert!(m.place(PhysAddr(0x8000_0000), PAGE_SIZE).is_err(), "inside the allocator region");
+    assert!(
+        m.place(PhysAddr(0x2000), PAGE_SIZE).is_err(),
+        "overlaps placed memory"
+    );
+    assert!(
+        m.place(PhysAddr(0x8000_0000), PAGE_SIZE).is_err(),
+        "inside the allocator region"
+    );
     m.unplace(PhysAddr(0x1000), 2 * PAGE_SIZE).unwrap();
     assert!(m.read_u64(PhysAddr(0x1ff8)).is_err());
 }
 
 #[test]
 fn exhaustion_is_a_clear_error() {
-    let m = SimMemory::with_config(MemConfig { base: 0x10_0000, size: 4 * PAGE_SIZE }).unwrap();
+    let m = SimMemory::with_config(MemConfig {
+        base: 0x10_0000,
+        size: 4 * PAGE_SIZE,
+    })
+    .unwrap();
     m.alloc_pages(4 * PAGE_SIZE, PAGE_SIZE).unwrap();
     assert_eq!(m.alloc_pages(1, 1), Err(Error::NoMemory { bytes: 1 }));
     assert!(m.alloc_pages(0, 4096).is_err());
@@ -142,7 +168,10 @@ fn concurrent_byte_writers_of_one_word_do_not_lose_bytes() {
     for h in handles {
         h.join().unwrap();
     }
-    assert_eq!(m.read_u64(a).unwrap(), u64::from_le_bytes([1, 2, 3, 4, 5, 6, 7, 8]));
+    assert_eq!(
+        m.read_u64(a).unwrap(),
+        u64::from_le_bytes([1, 2, 3, 4, 5, 6, 7, 8])
+    );
 }
 
 proptest! {

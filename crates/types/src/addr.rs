@@ -120,7 +120,10 @@ mod tests {
     fn checked_arithmetic_refuses_overflow() {
         assert_eq!(Iova(u64::MAX).checked_add(1), None);
         assert_eq!(Iova(0).checked_sub(1), None);
-        assert_eq!(PhysAddr(0x1001).checked_align_up(0x1000), Some(PhysAddr(0x2000)));
+        assert_eq!(
+            PhysAddr(0x1001).checked_align_up(0x1000),
+            Some(PhysAddr(0x2000))
+        );
         assert_eq!(PhysAddr(u64::MAX - 2).checked_align_up(0x1000), None);
         assert_eq!(Ipa(0x1fff).align_down(0x1000), Ipa(0x1000));
         assert!(Iova(0x4000).is_aligned(0x4000));

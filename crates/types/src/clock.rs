@@ -20,7 +20,9 @@ pub struct VirtualClock {
 impl VirtualClock {
     /// A clock at time `start_ns`.
     pub const fn new(start_ns: u64) -> Self {
-        Self { now: AtomicU64::new(start_ns) }
+        Self {
+            now: AtomicU64::new(start_ns),
+        }
     }
 
     /// Advance by `ns` and return the new time.

@@ -49,7 +49,9 @@ mod thread {
     impl ThreadCpuId {
         /// A source for `count` CPUs (at least 1).
         pub fn new(count: usize) -> Self {
-            Self { count: count.max(1) }
+            Self {
+                count: count.max(1),
+            }
         }
 
         /// Declare that the calling thread is simulated CPU `id`.

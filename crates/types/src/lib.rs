@@ -27,7 +27,7 @@ mod mmio;
 mod pgsize;
 mod prot;
 
-pub use addr::{Ipa, Iova, PhysAddr};
+pub use addr::{Iova, Ipa, PhysAddr};
 pub use clock::{Clock, VirtualClock};
 #[cfg(feature = "std")]
 pub use cpu::ThreadCpuId;

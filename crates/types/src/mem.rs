@@ -86,8 +86,10 @@ pub trait PhysMem: Send + Sync {
 }
 
 fn word_at(pa: PhysAddr, i: usize) -> Result<PhysAddr> {
-    pa.checked_add(8 * i as u64)
-        .ok_or(Error::OutOfRange { pa: pa.0, len: 8 * i as u64 })
+    pa.checked_add(8 * i as u64).ok_or(Error::OutOfRange {
+        pa: pa.0,
+        len: 8 * i as u64,
+    })
 }
 
 /// Convenience wrappers available on every [`PhysMem`] (including `dyn PhysMem`).
@@ -95,10 +97,10 @@ pub trait PhysMemExt: PhysMem {
     /// Allocate zeroed memory of `bytes`, aligned to its own size rounded up to a
     /// power of two (what tables and queues need).
     fn alloc_naturally_aligned(&self, bytes: u64) -> Result<PhysAddr> {
-        let align = bytes.max(1).checked_next_power_of_two().ok_or(Error::OutOfRange {
-            pa: 0,
-            len: bytes,
-        })?;
+        let align = bytes
+            .max(1)
+            .checked_next_power_of_two()
+            .ok_or(Error::OutOfRange { pa: 0, len: bytes })?;
         self.alloc_pages(bytes, align)
     }
 }
