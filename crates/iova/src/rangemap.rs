@@ -11,7 +11,7 @@
 const CHUNK: usize = 16;
 
 /// Where an entry sits: (chunk, index in chunk). Valid until the next change.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Pos {
     chunk: usize,
     idx: usize,
@@ -33,6 +33,25 @@ pub(crate) struct RangeMap {
 impl RangeMap {
     pub(crate) fn new() -> Self {
         Self::default()
+    }
+
+    /// Whether the entry at `p` (possibly a stale position) has key `key`.
+    #[inline]
+    pub(crate) fn is_at(&self, p: Pos, key: u64) -> bool {
+        self.chunks
+            .get(p.chunk)
+            .and_then(|c| c.get(p.idx))
+            .is_some_and(|e| e.0 == !key)
+    }
+
+    /// Position of the entry right below `at` after [`insert_below`](Self::insert_below)
+    /// (a hint: it is wrong if the insert split the chunk, which `is_at` detects).
+    #[inline]
+    pub(crate) fn below(at: Pos) -> Pos {
+        Pos {
+            chunk: at.chunk,
+            idx: at.idx + 1,
+        }
     }
 
     /// `(pfn_lo, pfn_hi)` at `p`.
@@ -96,12 +115,17 @@ impl RangeMap {
     pub(crate) fn walk_down(
         &self,
         start: u64,
+        hint: Option<Pos>,
         high: &mut u64,
         low: u64,
         size: u64,
         align_mask: u64,
     ) -> (u64, u64, Option<Pos>) {
-        let Some(p) = self.pred_or_eq(start) else {
+        let found = match hint {
+            Some(h) if self.is_at(h, start) => Some(h),
+            _ => self.pred_or_eq(start),
+        };
+        let Some(p) = found else {
             return (high.wrapping_sub(size) & align_mask, u64::MAX, None);
         };
         let (mut curr_lo, start_hi) = self.entry(p);

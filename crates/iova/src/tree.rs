@@ -63,6 +63,10 @@ pub(crate) struct IovaTree {
     /// Sizes at least this large fail at once for 32-bit limits (a previous failure).
     max32_alloc_size: u64,
     pub(crate) counters: TreeCounters,
+    /// Recently learnt `(pfn_lo, position)` pairs (the last inserted node, the
+    /// node after the last freed one): checked before searching, so the usual
+    /// alloc/free pattern near the cached nodes skips the lookups.
+    recent: [(u64, Pos); 2],
 }
 
 impl IovaTree {
@@ -79,6 +83,7 @@ impl IovaTree {
             dma_32bit_pfn,
             max32_alloc_size: dma_32bit_pfn,
             counters: TreeCounters::default(),
+            recent: [(ANCHOR_PFN, Pos::default()); 2],
         }
     }
 
@@ -112,7 +117,18 @@ impl IovaTree {
         size: u64,
         align_mask: u64,
     ) -> (u64, u64, Option<Pos>) {
-        self.nodes.walk_down(start, high, low, size, align_mask)
+        let hint = self.recent.iter().find(|r| r.0 == start).map(|r| r.1);
+        self.nodes
+            .walk_down(start, hint, high, low, size, align_mask)
+    }
+
+    /// Position of the node keyed exactly `pfn_lo`, from the recent hints.
+    #[inline]
+    fn recent_pos(&self, pfn_lo: u64) -> Option<Pos> {
+        self.recent
+            .iter()
+            .find(|r| r.0 == pfn_lo && self.nodes.is_at(r.1, pfn_lo))
+            .map(|r| r.1)
     }
 
     /// The node a retry starts from: the anchor for limits above 4 GiB, otherwise
@@ -166,7 +182,10 @@ impl IovaTree {
         }
         let pfn_hi = new_pfn + size - 1;
         match at {
-            Some(at) => self.nodes.insert_below(at, new_pfn, pfn_hi),
+            Some(at) => {
+                self.nodes.insert_below(at, new_pfn, pfn_hi);
+                self.recent[0] = (new_pfn, RangeMap::below(at));
+            }
             None => self.nodes.insert(new_pfn, pfn_hi),
         }
         if pfn_hi < self.dma_32bit_pfn {
@@ -187,16 +206,21 @@ impl IovaTree {
     /// Remove the range containing `pfn` and return it.
     #[inline]
     pub(crate) fn remove(&mut self, pfn: u64) -> Option<IovaRange> {
-        let p = self.nodes.pred_or_eq(pfn)?;
+        let p = match self.recent_pos(pfn) {
+            Some(p) => p,
+            None => self.nodes.pred_or_eq(pfn)?,
+        };
         let (pfn_lo, pfn_hi) = self.nodes.entry(p);
         if pfn_lo == ANCHOR_PFN || pfn_hi < pfn {
             return None;
         }
         let r = IovaRange { pfn_lo, pfn_hi };
-        let next = self
-            .nodes
-            .next(p)
-            .map_or(ANCHOR_PFN, |q| self.nodes.entry(q).0);
+        let next_pos = self.nodes.next(p);
+        let next = next_pos.map_or(ANCHOR_PFN, |q| self.nodes.entry(q).0);
+        if let Some(q) = next_pos {
+            // Removing `p` does not move its address-successor (stored before it).
+            self.recent[1] = (next, q);
+        }
         // Move the cached nodes past the freed one as Linux does.
         if r.pfn_lo == self.cached32 || (r.pfn_hi < self.dma_32bit_pfn && r.pfn_lo >= self.cached32)
         {
