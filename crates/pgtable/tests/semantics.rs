@@ -655,3 +655,17 @@ fn corrupted_descriptors_give_errors_not_panics() {
     );
     assert_eq!(t.iova_to_phys(Iova(0)), Some(PhysAddr(0)));
 }
+
+#[test]
+fn dropping_the_table_flushes_everything_before_freeing() {
+    let mem = SimMemory::new();
+    let flush = Arc::new(RecordingFlush::default());
+    let t = LpaeTable::new(s1_4k(), &mem, flush.clone()).unwrap();
+    t.map_pages(Iova(0), PhysAddr(0), SZ_4K, 1, Prot::RW)
+        .1
+        .unwrap();
+    assert!(flush.take().is_empty());
+    drop(t);
+    assert_eq!(flush.take(), [FlushCall::All]);
+    assert_eq!(mem.stats().pages_in_use, 0);
+}

@@ -25,8 +25,10 @@ use crate::gather::{FlushOps, FreedTable, IotlbGather};
 ///
 /// `M` is a handle to the memory holding the descriptors (`&SimMemory`,
 /// `Arc<SimMemory>`, `Arc<dyn PhysMem>`, ...); the hot path is monomorphised over it.
-/// Dropping the table frees every table page it still owns (not the pages handed out
-/// through an [`IotlbGather::freelist`], which belong to whoever completes the flush).
+/// Dropping the table first calls [`FlushOps::tlb_flush_all`] (as Linux's
+/// `free_io_pgtable_ops` does), then frees every table page it still owns (not the
+/// pages handed out through an [`IotlbGather::freelist`], which belong to whoever
+/// completes the flush).
 pub struct LpaeTable<M>
 where
     M: Deref<Target: PhysMem> + Send + Sync,
@@ -678,6 +680,9 @@ where
     M: Deref<Target: PhysMem> + Send + Sync,
 {
     fn drop(&mut self) {
+        // As Linux's `free_io_pgtable_ops`: the context's TLB and walk caches must
+        // forget every entry before the table pages go back to memory.
+        self.flush.tlb_flush_all();
         let g = self.geo;
         let mut list = Vec::new();
         for i in 0..g.entries(g.start_level) {
