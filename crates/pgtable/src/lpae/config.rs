@@ -56,6 +56,25 @@ impl Granule {
         }
     }
 
+    /// Pick the granule from the page sizes an IOMMU offers, as Linux's
+    /// `arm_lpae_restrict_pgsizes` does (§3): the CPU page size if offered, otherwise
+    /// the largest offered size below it, otherwise the smallest above it; `None` if
+    /// that size is not a granule.
+    pub fn choose(offered: PgSizeBitmap, cpu_page_size: u64) -> Option<Granule> {
+        let below = offered.0 & cpu_page_size.wrapping_sub(1);
+        let above = offered.0 & !cpu_page_size.wrapping_sub(1);
+        let size = if offered.contains(cpu_page_size) {
+            cpu_page_size
+        } else if below != 0 {
+            1 << (63 - below.leading_zeros())
+        } else if above != 0 {
+            1 << above.trailing_zeros()
+        } else {
+            return None;
+        };
+        Granule::from_bytes(size)
+    }
+
     /// Largest input/output address size without LPA2 (§3.1: 48, or 52 with 64K).
     pub const fn max_addr_bits(self) -> u32 {
         match self {
@@ -520,6 +539,27 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn granule_choice_follows_linux() {
+        let smmu = PgSizeBitmap(
+            (1 << 12) | (1 << 21) | (1 << 30) | (1 << 14) | (1 << 25) | (1 << 16) | (1 << 29),
+        );
+        assert_eq!(Granule::choose(smmu, 4096), Some(Granule::G4K));
+        assert_eq!(Granule::choose(smmu, 16384), Some(Granule::G16K));
+        assert_eq!(Granule::choose(smmu, 65536), Some(Granule::G64K));
+        // 16K CPU pages, IOMMU without 16K: the largest smaller size (4K) wins.
+        let no16k = PgSizeBitmap((1 << 12) | (1 << 21) | (1 << 16));
+        assert_eq!(Granule::choose(no16k, 16384), Some(Granule::G4K));
+        // Only larger sizes: the smallest of them.
+        assert_eq!(
+            Granule::choose(PgSizeBitmap((1 << 16) | (1 << 29)), 4096),
+            Some(Granule::G64K)
+        );
+        // 2M is not a granule.
+        assert_eq!(Granule::choose(PgSizeBitmap(1 << 21), 4096), None);
+        assert_eq!(Granule::choose(PgSizeBitmap(0), 4096), None);
     }
 
     #[test]
