@@ -15,7 +15,13 @@ pub struct FastHasher(u64);
 impl Hasher for FastHasher {
     #[inline]
     fn finish(&self) -> u64 {
-        self.0
+        // Final avalanche (MurmurHash3 fmix64) so that every input bit reaches the
+        // low bits hashbrown uses as bucket index: page addresses have zero low bits.
+        let mut x = self.0;
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        x ^= x >> 33;
+        x
     }
     #[inline]
     fn write(&mut self, bytes: &[u8]) {
@@ -100,6 +106,18 @@ impl<K: Hash + Eq + Clone, V> Cache<K, V> {
                 None
             }
         }
+    }
+
+    /// Look up (touching the LRU stamp) without counting a hit or a miss.
+    #[inline]
+    pub fn get_quiet(&mut self, k: &K) -> Option<&mut V> {
+        let bounded = matches!(self.capacity, Capacity::Bounded(_));
+        let e = self.map.get_mut(k)?;
+        if bounded {
+            self.stamp += 1;
+            e.1 = self.stamp;
+        }
+        Some(&mut e.0)
     }
 
     /// Look up without counting or touching.

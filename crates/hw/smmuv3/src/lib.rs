@@ -34,7 +34,7 @@ pub mod sanitizer;
 mod smmu;
 pub mod ste;
 pub mod walk;
-mod xlate;
+pub(crate) mod xlate;
 
 pub use cache::HitMiss;
 pub use config::{Capacity, Httu, SmmuConfig, SmmuConfigBuilder, Stages};

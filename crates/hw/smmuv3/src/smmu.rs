@@ -123,13 +123,22 @@ pub(crate) enum World {
 /// Marker ASID of global (nG = 0) TLB entries.
 pub(crate) const GLOBAL_ASID: u32 = u32::MAX;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct TlbKey {
     pub world: World,
     pub vmid: u16,
     pub asid: u32,
     pub base: u64,
     pub shift: u8,
+}
+
+impl core::hash::Hash for TlbKey {
+    #[inline]
+    fn hash<H: core::hash::Hasher>(&self, h: &mut H) {
+        // Two words: fewer hashing rounds on the hit path.
+        h.write_u64(self.base ^ self.shift as u64);
+        h.write_u64((self.world as u64) << 56 ^ (self.vmid as u64) << 32 ^ self.asid as u64);
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -229,7 +238,22 @@ pub(crate) struct State {
     pub reports_dropped: u64,
     pub watch_ste: FastMap<u64, Watch>,
     pub watch_cd: FastMap<u64, Watch>,
+    /// Resolved STE + CD per (sid, ssid) (fast path, only with an unbounded
+    /// configuration cache and no sanitizer); cleared by every configuration
+    /// invalidation and CR2 write.
+    pub ctx_cache: FastMap<(u32, u32), crate::xlate::Resolved>,
+    /// The last entry of `ctx_cache` used.
+    pub last_ctx: Option<((u32, u32), crate::xlate::Resolved)>,
+    /// A direct-mapped front of the TLB (fast path: unbounded TLB, no sanitizer),
+    /// indexed by VA bits [19:12]; every slot holds a copy of a live TLB entry and
+    /// the whole array is cleared whenever TLB entries are invalidated.
+    pub utlb: Box<[Option<(TlbKey, crate::xlate::HitEntry)>; UTLB_SLOTS]>,
+    /// Whether `utlb` is used.
+    pub utlb_on: bool,
 }
+
+/// Slots of the micro-TLB.
+pub(crate) const UTLB_SLOTS: usize = 256;
 
 /// The SMMUv3 model. Share it (`Arc`) between the driver (as an [`Mmio`]) and device
 /// models (through [`Smmu::translate`] and the DMA helpers).
@@ -293,6 +317,10 @@ impl Smmu {
             reports_dropped: 0,
             watch_ste: FastMap::default(),
             watch_cd: FastMap::default(),
+            ctx_cache: FastMap::default(),
+            last_ctx: None,
+            utlb: Box::new([None; UTLB_SLOTS]),
+            utlb_on: !cfg.sanitizer && cfg.tlb == crate::Capacity::Unbounded,
         };
         Self {
             cfg,
@@ -444,7 +472,10 @@ impl Smmu {
                 }
             }
             regs::CR1 => st.regs.cr1 = v & 0xFFF,
-            regs::CR2 => st.regs.cr2 = v & 0x7,
+            regs::CR2 => {
+                st.regs.cr2 = v & 0x7;
+                st.ctx_cache.clear();
+            }
             regs::GBPA if gbpa::UPDATE.get_in(v as u64) != 0 => st.regs.gbpa = v & gbpa::VALUE_MASK,
             regs::IRQ_CTRL => st.regs.irq_ctrl = v & 0x7,
             regs::GERRORN => {
@@ -631,6 +662,18 @@ impl Smmu {
     // ---------------------------------------------------------------- invalidation
 
     fn apply_invalidation(&self, st: &mut State, cmd: Command) {
+        if matches!(
+            cmd,
+            Command::CfgiSte { .. }
+                | Command::CfgiSteRange { .. }
+                | Command::CfgiCd { .. }
+                | Command::CfgiCdAll { .. }
+        ) {
+            st.ctx_cache.clear();
+            st.last_ctx = None;
+        } else if st.utlb_on {
+            st.utlb.fill(None);
+        }
         let split = regs::strtab::CFG_SPLIT.get_in(st.regs.strtab_cfg as u64) as u32;
         let split = if matches!(split, 6 | 8 | 10) {
             split

@@ -169,15 +169,21 @@ impl StageParams {
     /// (`(level, table_pa, attrs)`). `xlate_table` maps a table address from a
     /// descriptor (or the root) to a PA; `on_table` sees every table descriptor used;
     /// `on_desc` sees every descriptor read (PA, value).
-    pub fn walk(
+    #[inline]
+    pub fn walk<X, T, D>(
         &self,
         mem: &dyn PhysMem,
         ia: u64,
         resume: Option<(u32, u64, TableAttrs)>,
-        xlate_table: &mut dyn FnMut(u64) -> Result<u64, WalkFault>,
-        on_table: &mut dyn FnMut(TableStep),
-        on_desc: &mut dyn FnMut(u64, u64),
-    ) -> Result<Leaf, WalkFault> {
+        xlate_table: &mut X,
+        on_table: &mut T,
+        on_desc: &mut D,
+    ) -> Result<Leaf, WalkFault>
+    where
+        X: FnMut(u64) -> Result<u64, WalkFault>,
+        T: FnMut(TableStep),
+        D: FnMut(u64, u64),
+    {
         let g = self.granule_shift;
         let bpl = g - 3;
         let class = EventClass::Input;

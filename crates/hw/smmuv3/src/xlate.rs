@@ -58,9 +58,45 @@ impl Xf {
     }
 }
 
+/// The fields of a TLB entry a hit needs (copied out of the cache).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct HitEntry {
+    s1_perms: Option<Perms>,
+    s2_perms: Option<Perms>,
+    ipa: u64,
+    out: u64,
+    attrs: MemAttrs,
+    no_snoop_allowed: bool,
+    kind: TranslationKind,
+    s2_attrs: Option<MemAttrs>,
+}
+
+/// A resolved stream configuration (the fast-path cache of STE + CD results).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Resolved {
+    Bypass,
+    Ctx(Ctx),
+}
+
+impl HitEntry {
+    #[inline]
+    fn of(e: &TlbEntry) -> Self {
+        HitEntry {
+            s1_perms: e.s1_perms,
+            s2_perms: e.s2_perms,
+            ipa: e.ipa,
+            out: e.out,
+            attrs: e.attrs,
+            no_snoop_allowed: e.no_snoop_allowed,
+            kind: e.kind,
+            s2_attrs: e.s2_attrs,
+        }
+    }
+}
+
 /// Stream context after STE/CD fetch.
 #[derive(Clone, Copy, Debug)]
-struct Ctx {
+pub(crate) struct Ctx {
     world: World,
     vmid: u16,
     asid: u16,
@@ -643,8 +679,29 @@ impl Smmu {
             }
             return Ok(bypass(addr, TranslationKind::GlobalBypass));
         }
+        let fast = !self.cfg.sanitizer && self.cfg.config_cache == crate::Capacity::Unbounded;
         if self.cfg.sanitizer {
             self.observe(st);
+        }
+        let ckey = (sid, ssid.unwrap_or(u32::MAX));
+        if fast {
+            let r = match st.last_ctx {
+                Some((k, r)) if k == ckey => Some(r),
+                _ => st.ctx_cache.get(&ckey).copied(),
+            };
+            if let Some(r) = r {
+                st.last_ctx = Some((ckey, r));
+                st.ste.counters.hits += 1;
+                return match r {
+                    Resolved::Bypass => Ok(bypass(addr, TranslationKind::Bypass)),
+                    Resolved::Ctx(ctx) => {
+                        if ctx.cd.is_some() {
+                            st.cd.counters.hits += 1;
+                        }
+                        self.run_ctx(st, &ctx, sid, ssid, addr, access, rec)
+                    }
+                };
+            }
         }
         let info = match self.get_ste(st, sid) {
             Ok(i) => i,
@@ -735,7 +792,12 @@ impl Smmu {
             }
         }
         let kind = match (cd.is_some(), s2.is_some()) {
-            (false, false) => return Ok(bypass(addr, TranslationKind::Bypass)),
+            (false, false) => {
+                if fast {
+                    st.ctx_cache.insert(ckey, Resolved::Bypass);
+                }
+                return Ok(bypass(addr, TranslationKind::Bypass));
+            }
             (true, false) => TranslationKind::Stage1,
             (false, true) => TranslationKind::Stage2,
             (true, true) => TranslationKind::Nested,
@@ -756,9 +818,26 @@ impl Smmu {
             s2,
             kind,
         };
+        if fast {
+            st.ctx_cache.insert(ckey, Resolved::Ctx(ctx));
+        }
+        self.run_ctx(st, &ctx, sid, ssid, addr, access, rec)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run_ctx(
+        &self,
+        st: &mut State,
+        ctx: &Ctx,
+        sid: u32,
+        ssid: Option<u32>,
+        addr: u64,
+        access: Access,
+        rec: bool,
+    ) -> Result<Translation, Fault> {
         let mut attempt = 0;
         loop {
-            match self.translate_ctx(st, &ctx, sid, ssid, addr, access) {
+            match self.translate_ctx(st, ctx, sid, ssid, addr, access) {
                 Ok(Some(t)) => return Ok(t),
                 Ok(None) if attempt < 8 => attempt += 1,
                 Ok(None) => {
@@ -769,10 +848,10 @@ impl Smmu {
                         fetch: 0,
                         class: EventClass::Input,
                     };
-                    return Err(self.make_fault(st, xf, sid, ssid, addr, access, Some(&ctx), rec));
+                    return Err(self.make_fault(st, xf, sid, ssid, addr, access, Some(ctx), rec));
                 }
                 Err(xf) => {
-                    return Err(self.make_fault(st, xf, sid, ssid, addr, access, Some(&ctx), rec));
+                    return Err(self.make_fault(st, xf, sid, ssid, addr, access, Some(ctx), rec));
                 }
             }
         }
@@ -808,8 +887,45 @@ impl Smmu {
         }
     }
 
-    fn tlb_probe(st: &State, world: World, vmid: u16, asid: u32, va: u64) -> Option<TlbKey> {
+    /// Find the TLB entry covering `va` (any page size present, ASID-tagged or
+    /// global). Touches but does not count.
+    fn tlb_probe(
+        st: &mut State,
+        world: World,
+        vmid: u16,
+        asid: u32,
+        va: u64,
+    ) -> Option<(TlbKey, HitEntry)> {
+        let slot = ((va >> 12) as usize) & (crate::smmu::UTLB_SLOTS - 1);
+        if st.utlb_on {
+            if let Some((k, e)) = st.utlb[slot] {
+                if k.world == world
+                    && k.vmid == vmid
+                    && (k.asid == asid || k.asid == GLOBAL_ASID)
+                    && va & !mask(k.shift as u32) == k.base
+                {
+                    return Some((k, e));
+                }
+            }
+        }
+        let r = Self::tlb_probe_map(st, world, vmid, asid, va);
+        if st.utlb_on {
+            if let Some(hit) = r {
+                st.utlb[slot] = Some(hit);
+            }
+        }
+        r
+    }
+
+    fn tlb_probe_map(
+        st: &mut State,
+        world: World,
+        vmid: u16,
+        asid: u32,
+        va: u64,
+    ) -> Option<(TlbKey, HitEntry)> {
         let mut shifts = st.tlb_shifts;
+        let globals = st.tlb_globals && asid != GLOBAL_ASID;
         while shifts != 0 {
             let s = shifts.trailing_zeros();
             shifts &= shifts - 1;
@@ -820,13 +936,13 @@ impl Smmu {
                 base: va & !mask(s),
                 shift: s as u8,
             };
-            if st.tlb.peek(&k).is_some() {
-                return Some(k);
+            if let Some(e) = st.tlb.get_quiet(&k) {
+                return Some((k, HitEntry::of(e)));
             }
-            if st.tlb_globals && asid != GLOBAL_ASID {
+            if globals {
                 k.asid = GLOBAL_ASID;
-                if st.tlb.peek(&k).is_some() {
-                    return Some(k);
+                if let Some(e) = st.tlb.get_quiet(&k) {
+                    return Some((k, HitEntry::of(e)));
                 }
             }
         }
@@ -915,14 +1031,14 @@ impl Smmu {
         st: &mut State,
         tag: (World, u16, u32, u8),
         p: &StageParams,
-        steps: &[(TableStep, usize)],
+        steps: &[Option<(TableStep, usize)>],
         path: &[(u64, u64)],
         upper: u64,
     ) {
         if !st.wc.enabled() {
             return;
         }
-        for (s, n) in steps {
+        for (s, n) in steps.iter().flatten() {
             let key = WcKey {
                 world: tag.0,
                 vmid: tag.1,
@@ -976,7 +1092,8 @@ impl Smmu {
             }
             resume_at = Some((level, pa, attrs));
         }
-        let mut steps: Vec<(TableStep, usize)> = Vec::new();
+        let mut steps: [Option<(TableStep, usize)>; 4] = [None; 4];
+        let mut nsteps = 0usize;
         let mut reads = 0u64;
         let base_len = path.borrow().len();
         let res = {
@@ -996,7 +1113,12 @@ impl Smmu {
                     }
                 }
             };
-            let mut on_table = |s: TableStep| steps.push((s, path.borrow().len()));
+            let mut on_table = |s: TableStep| {
+                if let Some(slot) = steps.get_mut(nsteps) {
+                    *slot = Some((s, if san { path.borrow().len() } else { 0 }));
+                    nsteps += 1;
+                }
+            };
             let mut on_desc = |pa: u64, d: u64| {
                 reads += 1;
                 if san {
@@ -1021,8 +1143,10 @@ impl Smmu {
         st.stats.walk_reads += reads;
         let _ = base_len;
         let leaf = res.map_err(Xf::walk)?;
-        let pv = path.borrow();
-        self.wc_fill(st, tag, p, &steps, &pv, upper);
+        if st.wc.enabled() && nsteps > 0 {
+            let pv = path.borrow();
+            self.wc_fill(st, tag, p, &steps[..nsteps], &pv, upper);
+        }
         Ok(leaf)
     }
 
@@ -1037,20 +1161,20 @@ impl Smmu {
     ) -> Result<S2Unit, Xf> {
         let tlb_on = st.tlb.enabled();
         if tlb_on {
-            if let Some(k) = Self::tlb_probe(st, World::S2, vmid, 0, ipa) {
-                let e = st.tlb.lookup(&k).map(|e| e.clone());
-                if let Some(e) = e {
-                    if self.cfg.sanitizer {
-                        path.borrow_mut().extend_from_slice(&e.path);
+            if let Some((k, e)) = Self::tlb_probe(st, World::S2, vmid, 0, ipa) {
+                st.tlb.counters.hits += 1;
+                if self.cfg.sanitizer {
+                    if let Some(x) = st.tlb.peek(&k) {
+                        path.borrow_mut().extend_from_slice(&x.path);
                     }
-                    return Ok(S2Unit {
-                        out: e.out,
-                        shift: k.shift as u32,
-                        perms: e.s2_perms.unwrap_or(Perms::ALL),
-                        attrs: e.s2_attrs,
-                        desc_pa: 0,
-                    });
                 }
+                return Ok(S2Unit {
+                    out: e.out,
+                    shift: k.shift as u32,
+                    perms: e.s2_perms.unwrap_or(Perms::ALL),
+                    attrs: e.s2_attrs,
+                    desc_pa: 0,
+                });
             }
             st.tlb.counters.misses += 1;
         }
@@ -1229,12 +1353,14 @@ impl Smmu {
         let asid_tag = ctx.asid as u32;
         // TLB.
         if st.tlb.enabled() {
-            if let Some(k) = Self::tlb_probe(st, ctx.world, ctx.vmid, asid_tag, key_va) {
-                let e = st.tlb.lookup(&k).map(|e| e.clone());
-                if let Some(e) = e {
-                    if san {
-                        self.check_path(st, &e.path, sid, ssid, ctx, addr);
+            if let Some((k, e)) = Self::tlb_probe(st, ctx.world, ctx.vmid, asid_tag, key_va) {
+                st.tlb.counters.hits += 1;
+                if san {
+                    if let Some(path) = st.tlb.peek(&k).map(|e| e.path.clone()) {
+                        self.check_path(st, &path, sid, ssid, ctx, addr);
                     }
+                }
+                {
                     let s1p = e.s1_perms.unwrap_or(Perms::ALL);
                     let s2p = e.s2_perms.unwrap_or(Perms::ALL);
                     if !s1p.allows(access) {

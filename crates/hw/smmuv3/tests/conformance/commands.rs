@@ -47,6 +47,10 @@ fn fresh_pages(fx: &Fx, sid: u32, n: u64, new: u64) -> Vec<u64> {
 
 #[test]
 fn tlbi_takes_effect_only_at_cmd_sync() {
+    both(tlbi_takes_effect_only_at_cmd_sync_body);
+}
+
+fn tlbi_takes_effect_only_at_cmd_sync_body() {
     let fx = Fx::new();
     let mut rig = fx.rig();
     let (mut t, _) = s1_stream(&fx, &rig, 1, 5);
@@ -103,7 +107,6 @@ fn asid_fixture(fx: &Fx) -> (iommu_testkit::smmu::SmmuRig<'_>, Vec<(u64, u64)>) 
         rig.set_ste(sid, SteBits::s1(cd, 0, 0).vmid(vmid));
         let (old, new) = warm_and_remap(fx, &mut t, sid, 2);
         outs.push((old, new));
-        std::mem::forget(t);
     }
     (rig, outs)
 }
@@ -124,6 +127,10 @@ fn states(fx: &Fx, outs: &[(u64, u64)]) -> Vec<bool> {
 
 #[test]
 fn tlbi_scopes_asid_vmid_all() {
+    both(tlbi_scopes_asid_vmid_all_body);
+}
+
+fn tlbi_scopes_asid_vmid_all_body() {
     let fx = Fx::new();
     let (mut rig, outs) = asid_fixture(&fx);
     rig.submit_sync(&[cmd::tlbi_nh_asid(0, 1)]);
@@ -172,6 +179,10 @@ fn tlbi_scopes_asid_vmid_all() {
 
 #[test]
 fn range_invalidation_covers_exactly_the_encoded_range() {
+    both(range_invalidation_covers_exactly_the_encoded_range_body);
+}
+
+fn range_invalidation_covers_exactly_the_encoded_range_body() {
     // (TG, SCALE, NUM, start page) -> pages covered = (NUM+1) << SCALE granules (4K).
     let cases: &[(u64, u64, u64, u64)] = &[
         (1, 0, 1, 3),
@@ -208,6 +219,10 @@ fn range_invalidation_covers_exactly_the_encoded_range() {
 
 #[test]
 fn range_invalidation_with_16k_and_64k_granules() {
+    both(range_invalidation_with_16k_and_64k_granules_body);
+}
+
+fn range_invalidation_with_16k_and_64k_granules_body() {
     for (g, tg) in [(14u32, 2u64), (16, 3)] {
         let fx = Fx::new();
         let mut rig = fx.rig();
@@ -253,6 +268,10 @@ fn range_invalidation_with_16k_and_64k_granules() {
 
 #[test]
 fn tg0_single_address_invalidation_is_honoured() {
+    both(tg0_single_address_invalidation_is_honoured_body);
+}
+
+fn tg0_single_address_invalidation_is_honoured_body() {
     // Seed 001: a TG=0 invalidation is legal and must not be ignored.
     let fx = Fx::new();
     let mut rig = fx.rig();
@@ -281,6 +300,10 @@ fn tg0_single_address_invalidation_is_honoured() {
 
 #[test]
 fn ttl_hint_filters_by_level() {
+    both(ttl_hint_filters_by_level_body);
+}
+
+fn ttl_hint_filters_by_level_body() {
     let fx = Fx::new();
     let mut rig = fx.rig();
     let (mut t, _) = s1_stream(&fx, &rig, 1, 5);
@@ -333,6 +356,10 @@ fn ttl_hint_filters_by_level() {
 
 #[test]
 fn reserved_range_encoding_raises_cerror_ill_and_resumes_after_ack() {
+    both(reserved_range_encoding_raises_cerror_ill_and_resumes_after_ack_body);
+}
+
+fn reserved_range_encoding_raises_cerror_ill_and_resumes_after_ack_body() {
     let fx = Fx::new();
     let mut rig = fx.rig();
     let (mut t, _) = s1_stream(&fx, &rig, 1, 5);
@@ -427,6 +454,10 @@ fn illegal_commands_raise_cerror_ill() {
 
 #[test]
 fn cfgi_ste_and_cd_commands() {
+    both(cfgi_ste_and_cd_commands_body);
+}
+
+fn cfgi_ste_and_cd_commands_body() {
     let fx = Fx::new();
     let mut rig = fx.rig();
     let (mut t, cd) = s1_stream(&fx, &rig, 1, 5);
@@ -500,6 +531,10 @@ fn cfgi_ste_and_cd_commands() {
 
 #[test]
 fn prefetch_config_fetches_speculatively() {
+    both(prefetch_config_fetches_speculatively_body);
+}
+
+fn prefetch_config_fetches_speculatively_body() {
     let fx = Fx::new();
     let mut rig = fx.rig();
     rig.set_ste(3, SteBits::bypass());
@@ -513,6 +548,10 @@ fn prefetch_config_fetches_speculatively() {
 
 #[test]
 fn s2_ipa_invalidation_and_walk_cache_leaf_semantics() {
+    both(s2_ipa_invalidation_and_walk_cache_leaf_semantics_body);
+}
+
+fn s2_ipa_invalidation_and_walk_cache_leaf_semantics_body() {
     let fx = Fx::new();
     let mut rig = fx.rig();
     let mut t = Tables::new(fx.m(), 12, 1, 40);
@@ -587,6 +626,10 @@ fn s2_ipa_invalidation_and_walk_cache_leaf_semantics() {
 
 #[test]
 fn atc_inv_and_sync() {
+    both(atc_inv_and_sync_body);
+}
+
+fn atc_inv_and_sync_body() {
     let fx = Fx::new();
     let mut rig = fx.rig();
     let (mut t, cd) = s1_stream(&fx, &rig, 1, 1);

@@ -13,9 +13,24 @@ pub struct Fx {
     pub smmu: Arc<Smmu>,
 }
 
+std::thread_local! {
+    static FAST: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Run `body` twice: with the sanitizer (slow, checked path) and without it (the
+/// fast path with the resolved-configuration cache and the micro-TLB).
+pub fn both(body: impl Fn()) {
+    FAST.with(|f| f.set(false));
+    body();
+    FAST.with(|f| f.set(true));
+    body();
+    FAST.with(|f| f.set(false));
+}
+
 impl Fx {
     pub fn new() -> Self {
-        Self::with(SmmuConfig::builder().sanitizer(true).build())
+        let fast = FAST.with(|f| f.get());
+        Self::with(SmmuConfig::builder().sanitizer(!fast).build())
     }
     pub fn with(cfg: SmmuConfig) -> Self {
         let mem = Arc::new(SimMemory::new());

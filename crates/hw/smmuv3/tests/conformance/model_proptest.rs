@@ -28,8 +28,8 @@ fn op() -> impl Strategy<Value = Op> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
     #[test]
-    fn translations_match_reference(ops in proptest::collection::vec(op(), 1..40)) {
-        let fx = Fx::new();
+    fn translations_match_reference(ops in proptest::collection::vec(op(), 1..40), fast in any::<bool>()) {
+        let fx = Fx::with(smmuv3_model::SmmuConfig::builder().sanitizer(!fast).build());
         let mut rig = fx.rig();
         let (mut t, _) = s1_stream(&fx, &rig, 1, 3);
         let data = fx.alloc(16 * 4096);

@@ -10,6 +10,10 @@ use crate::common::*;
 
 #[test]
 fn smoke_s1_page_then_tlb_hit() {
+    both(smoke_s1_page_then_tlb_hit_body);
+}
+
+fn smoke_s1_page_then_tlb_hit_body() {
     let fx = Fx::new();
     let rig = fx.rig();
     let (mut t, _) = s1_stream(&fx, &rig, 1, 5);
@@ -56,6 +60,10 @@ fn global_bypass_and_abort_when_disabled() {
 
 #[test]
 fn ste_configs_abort_bypass_invalid_and_bad_sid() {
+    both(ste_configs_abort_bypass_invalid_and_bad_sid_body);
+}
+
+fn ste_configs_abort_bypass_invalid_and_bad_sid_body() {
     let fx = Fx::new();
     let mut rig = fx.rig();
     rig.set_ste(1, SteBits::abort());
@@ -281,6 +289,10 @@ fn s2_inconsistent_sl0_is_bad_ste() {
 
 #[test]
 fn ttbr1_range_translates_upper_addresses() {
+    both(ttbr1_range_translates_upper_addresses_body);
+}
+
+fn ttbr1_range_translates_upper_addresses_body() {
     let fx = Fx::new();
     let rig = fx.rig();
     let t0 = Tables::s1(fx.m(), 12, 48);
@@ -322,6 +334,10 @@ fn ttbr1_range_translates_upper_addresses() {
 
 #[test]
 fn tbi_ignores_top_byte() {
+    both(tbi_ignores_top_byte_body);
+}
+
+fn tbi_ignores_top_byte_body() {
     let fx = Fx::new();
     let rig = fx.rig();
     let mut t = Tables::s1(fx.m(), 12, 48);
@@ -350,6 +366,10 @@ fn tbi_ignores_top_byte() {
 
 #[test]
 fn permissions_ap_xn_and_privilege() {
+    both(permissions_ap_xn_and_privilege_body);
+}
+
+fn permissions_ap_xn_and_privilege_body() {
     let fx = Fx::new();
     let rig = fx.rig();
     let (mut t, _) = s1_stream(&fx, &rig, 1, 1);
@@ -444,6 +464,10 @@ fn access_flag_fault_hw_update_and_affd() {
 
 #[test]
 fn dirty_state_update_with_dbm() {
+    both(dirty_state_update_with_dbm_body);
+}
+
+fn dirty_state_update_with_dbm_body() {
     let fx = Fx::new();
     let rig = fx.rig();
     let pa = fx.page();
@@ -489,6 +513,10 @@ fn dirty_state_update_with_dbm() {
 
 #[test]
 fn s2_permissions_and_dirty() {
+    both(s2_permissions_and_dirty_body);
+}
+
+fn s2_permissions_and_dirty_body() {
     let fx = Fx::new();
     let rig = fx.rig();
     let pa = fx.page();
@@ -526,6 +554,10 @@ fn s2_permissions_and_dirty() {
 
 #[test]
 fn nested_walk_translates_table_addresses_through_stage2() {
+    both(nested_walk_translates_table_addresses_through_stage2_body);
+}
+
+fn nested_walk_translates_table_addresses_through_stage2_body() {
     let fx = Fx::new();
     let rig = fx.rig();
     // Stage 2: identity-ish map of a guest RAM window [0x1000_0000, +16 MiB) to host memory.
@@ -624,6 +656,10 @@ fn nested_walk_translates_table_addresses_through_stage2() {
 
 #[test]
 fn substreams_linear_and_two_level_cd_tables() {
+    both(substreams_linear_and_two_level_cd_tables_body);
+}
+
+fn substreams_linear_and_two_level_cd_tables_body() {
     let fx = Fx::new();
     let rig = fx.rig();
     let pa = fx.page();
@@ -909,6 +945,10 @@ fn bounded_and_disabled_caches_still_translate() {
 
 #[test]
 fn el2_stream_world() {
+    both(el2_stream_world_body);
+}
+
+fn el2_stream_world_body() {
     let fx = Fx::new();
     let mut rig = fx.rig();
     let (mut t, cd) = s1_stream(&fx, &rig, 1, 1);
