@@ -151,7 +151,7 @@ impl Pte {
 
 /// Attribute bits (everything but type and address) of a leaf for `prot`, as Linux's
 /// `arm_lpae_prot_to_pte` computes them (§6).
-#[inline]
+#[inline(always)]
 pub fn prot_to_attrs(geo: &Geometry, prot: Prot) -> u64 {
     let mut pte = match geo.stage {
         Stage::S1 => {
