@@ -380,7 +380,10 @@ impl Interp {
                 dir,
             } => {
                 let dev = self.dev(device)?;
-                let total: u64 = lens.iter().sum();
+                let total = lens
+                    .iter()
+                    .try_fold(0u64, |a, &l| a.checked_add(l))
+                    .ok_or("scatterlist too large")?;
                 let buf = self.alloc_cpu_buffer(0, total)?;
                 let mut at = buf.0;
                 let list: Vec<SgEntry> = lens

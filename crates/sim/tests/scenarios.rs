@@ -85,3 +85,81 @@ fn same_scenario_same_counters() {
     assert_eq!(a.failures, b.failures);
     assert_eq!(a.executed, b.executed);
 }
+
+mod robustness {
+    use super::*;
+    use proptest::prelude::*;
+
+    const HEADER: &str = "platform cpu-page=4k policy=lazy\nsmmu s0 granule=4k tlb=8\n\
+device d sid=1 smmu=s0 dma-mask=32\ndevice u sid=2 smmu=s0 untrusted\n";
+
+    /// Statements that are valid alone; random sequences of them exercise the
+    /// interpreter's error paths (double unmap is rejected by the checker, the rest
+    /// must run without panicking whatever the order).
+    const STMTS: &[&str] = &[
+        "a = map d size=2k dir=to-device",
+        "b = map u size=3k offset=0x900 dir=bidir",
+        "c = map-sg d lens=4k,1k,18446744073709551615",
+        "c = map-sg d lens=1k,3k",
+        "e = alloc-coherent d size=8k",
+        "e = alloc-noncontiguous u size=64k",
+        "unmap a",
+        "unmap b",
+        "unmap c",
+        "free e",
+        "sync a for=cpu",
+        "sync b for=device",
+        "dma-read d a-4096 len=64",
+        "dma-write u b+0x7ff data=00ff",
+        "dma-read d 0xffffffffffff len=8",
+        "dma-write d e+0x2000 data=11",
+        "cpu-write a data=aa",
+        "cpu-read b+0xbff len=1",
+        "cpu-fill e byte=7 len=16",
+        "set-type d DMA-FQ",
+        "set-type d identity",
+        "set-type u DMA",
+        "unbind d",
+        "bind d",
+        "flush",
+        "flush u",
+        "advance 5ms",
+        "advance 18446744073709551615ns",
+        "x = domain s0",
+        "attach d x",
+        "detach d",
+        "p = pages size=4k",
+        "iommu-map x iova=0x1000 phys=p size=4k prot=read",
+        "iommu-unmap x iova=0x1000 size=4k",
+        "enforce-coherency x",
+        "free-domain x",
+        "device h sid=9 smmu=s0 untrusted",
+        "expect counter CMD_SYNC >= 0",
+        "expect exposed >= 0",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        #[test]
+        fn random_statement_sequences_never_panic(idx in prop::collection::vec(0..STMTS.len(), 1..24)) {
+            // Keep only statements the checker accepts after the ones kept so far, so
+            // every case executes a long valid scenario.
+            let mut src = String::from(HEADER);
+            let mut kept = 0;
+            for i in idx {
+                let candidate = format!("{src}{}\n", STMTS[i]);
+                if parse_bytes("random.scn", candidate.as_bytes()).is_ok() {
+                    src = candidate;
+                    kept += 1;
+                }
+            }
+            prop_assume!(kept > 0);
+            let s = parse_bytes("random.scn", src.as_bytes()).expect("checked above");
+            let o = run_scenario(&s).expect("runs");
+            for f in &o.failures {
+                prop_assert!(f.pos.line >= 5);
+            }
+        }
+    }
+}
