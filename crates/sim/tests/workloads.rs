@@ -144,3 +144,25 @@ fn map_benchmark_reports_kernel_units() {
         "4 MiB cannot fit under a 20-bit mask"
     );
 }
+
+#[test]
+fn live_switch_halfway_changes_the_invalidation_cost() {
+    let strict = run(WorkloadKind::Nic, PolicyChoice::Strict, 2000, 5);
+    let switch = run(WorkloadKind::Nic, PolicyChoice::Switch, 2000, 5);
+    let lazy = run(WorkloadKind::Nic, PolicyChoice::Lazy, 2000, 5);
+    // Strict for the first half, lazy for the second: in between, and clearly so.
+    assert!(
+        switch.hw.cmd_syncs < strict.hw.cmd_syncs * 3 / 4,
+        "{} vs {}",
+        switch.hw.cmd_syncs,
+        strict.hw.cmd_syncs
+    );
+    assert!(
+        switch.hw.cmd_syncs > lazy.hw.cmd_syncs * 4,
+        "{} vs {}",
+        switch.hw.cmd_syncs,
+        lazy.hw.cmd_syncs
+    );
+    assert_eq!(switch.iova["dma_api_errors"], 0);
+    assert_eq!(switch.iova["wrongly_blocked_accesses"], 0);
+}
