@@ -635,8 +635,23 @@ impl Smmu {
                 msi_addr,
             } => {
                 let pending = core::mem::take(&mut st.pending);
+                let tlb_inval = pending.iter().any(|c| {
+                    !matches!(
+                        c,
+                        Command::CfgiSte { .. }
+                            | Command::CfgiSteRange { .. }
+                            | Command::CfgiCd { .. }
+                            | Command::CfgiCdAll { .. }
+                            | Command::AtcInv { .. }
+                    )
+                });
                 for c in pending {
                     self.apply_invalidation(st, c);
+                }
+                // The micro-TLB mirrors TLB entries: drop it once per sync that
+                // invalidated any (its slots may hold removed entries).
+                if tlb_inval && st.utlb_on {
+                    st.utlb.fill(None);
                 }
                 st.stats.syncs += 1;
                 if cs == sync_cs::IRQ && self.cfg.msi && msi_addr != 0 {
@@ -671,8 +686,6 @@ impl Smmu {
         ) {
             st.ctx_cache.clear();
             st.last_ctx = None;
-        } else if st.utlb_on {
-            st.utlb.fill(None);
         }
         let split = regs::strtab::CFG_SPLIT.get_in(st.regs.strtab_cfg as u64) as u32;
         let split = if matches!(split, 6 | 8 | 10) {

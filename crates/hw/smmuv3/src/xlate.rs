@@ -863,7 +863,7 @@ impl Smmu {
         path: &[(u64, u64)],
         sid: u32,
         ssid: Option<u32>,
-        ctx: &Ctx,
+        (vmid, asid): (u16, u16),
         addr: u64,
     ) {
         for &(pa, val) in path {
@@ -874,8 +874,8 @@ impl Smmu {
                     Report::StaleTlb {
                         sid,
                         ssid,
-                        vmid: ctx.vmid,
-                        asid: ctx.asid,
+                        vmid,
+                        asid,
                         addr,
                         desc_pa: pa,
                         cached: val,
@@ -1079,7 +1079,6 @@ impl Smmu {
         s2_tables: Option<(&S2Ste, u16)>,
         path: &Path,
         sid: u32,
-        ctx: &Ctx,
         addr: u64,
     ) -> Result<walk::Leaf, Xf> {
         let san = self.cfg.sanitizer;
@@ -1087,7 +1086,7 @@ impl Smmu {
         let mut resume_at = None;
         if let Some((level, pa, attrs, prefix)) = resume {
             if san {
-                self.check_path(st, &prefix, sid, None, ctx, addr);
+                self.check_path(st, &prefix, sid, None, (tag.1, tag.2 as u16), addr);
                 path.borrow_mut().extend_from_slice(&prefix);
             }
             resume_at = Some((level, pa, attrs));
@@ -1189,14 +1188,6 @@ impl Smmu {
             ha: s2.ha,
             affd: s2.affd,
         };
-        let ctx = Ctx {
-            world: World::S2,
-            vmid,
-            asid: 0,
-            cd: None,
-            s2: Some(*s2),
-            kind: TranslationKind::Stage2,
-        };
         let local: Path = RefCell::new(Vec::new());
         let leaf = self.walk_stage(
             st,
@@ -1207,7 +1198,6 @@ impl Smmu {
             None,
             &local,
             0,
-            &ctx,
             ipa,
         )?;
         let perms = Perms::stage2(leaf.desc, self.cfg.xnx, s2.hd);
@@ -1320,7 +1310,7 @@ impl Smmu {
             let u = self.s2_unit(st, &s2, ctx.vmid, addr, &path)?;
             let cached = st.tlb.counters.hits != before;
             if cached && san {
-                self.check_path(st, &path.borrow(), sid, ssid, ctx, addr);
+                self.check_path(st, &path.borrow(), sid, ssid, (ctx.vmid, ctx.asid), addr);
             }
             if !u.perms.allows(access) {
                 return Err(Self::perm_fault(true, addr));
@@ -1357,7 +1347,7 @@ impl Smmu {
                 st.tlb.counters.hits += 1;
                 if san {
                     if let Some(path) = st.tlb.peek(&k).map(|e| e.path.clone()) {
-                        self.check_path(st, &path, sid, ssid, ctx, addr);
+                        self.check_path(st, &path, sid, ssid, (ctx.vmid, ctx.asid), addr);
                     }
                 }
                 {
@@ -1406,7 +1396,7 @@ impl Smmu {
         let path: Path = RefCell::new(Vec::new());
         let tag = (ctx.world, ctx.vmid, asid_tag, sel);
         let s2_tables = ctx.s2.as_ref().map(|s| (s, ctx.vmid));
-        let leaf = self.walk_stage(st, &p, tag, input, upper, s2_tables, &path, sid, ctx, addr)?;
+        let leaf = self.walk_stage(st, &p, tag, input, upper, s2_tables, &path, sid, addr)?;
         let single = ctx.world == World::El2;
         let s1p = Perms::stage1(leaf.desc, leaf.table, cd.wxn, cd.uwxn, cd.hd, single);
         if !s1p.allows(access) {
