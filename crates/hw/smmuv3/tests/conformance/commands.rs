@@ -705,3 +705,108 @@ fn command_queue_wraps() {
     assert_eq!(fx.smmu.stats().syncs, 200);
     assert_eq!(rig.prod, 200 % 128);
 }
+
+#[test]
+fn cfgi_leaf_keeps_l1_descriptors_non_leaf_drops_them() {
+    both(cfgi_leaf_body);
+}
+
+fn cfgi_leaf_body() {
+    let fx = Fx::new();
+    let mut rig = iommu_testkit::smmu::SmmuRig::two_level(&*fx.smmu, fx.m(), 16, 8);
+    let (l2a, l2b) = (fx.alloc(64 * 256), fx.alloc(64 * 256));
+    let l1 = rig.strtab + 8 * 3;
+    fx.m()
+        .write_u64(PhysAddr(l1), iommu_testkit::smmu::l1_std(9, l2a))
+        .unwrap();
+    SteBits::bypass().write(fx.m(), l2a + 64 * 7);
+    SteBits::abort().write(fx.m(), l2b + 64 * 7);
+    let sid = (3 << 8) | 7;
+    assert!(fx.smmu.translate(sid, None, 0, Access::READ).is_ok());
+    // Point the L1 descriptor at another L2 table.
+    fx.m()
+        .write_u64(PhysAddr(l1), iommu_testkit::smmu::l1_std(9, l2b))
+        .unwrap();
+    rig.submit_sync(&[cmd::cfgi_ste(sid, true)]);
+    assert!(
+        fx.smmu.translate(sid, None, 0, Access::READ).is_ok(),
+        "leaf CFGI keeps the cached L1 descriptor"
+    );
+    rig.submit_sync(&[cmd::cfgi_ste(sid, false)]);
+    assert!(
+        fx.smmu.translate(sid, None, 0, Access::READ).is_err(),
+        "non-leaf CFGI refetches it"
+    );
+    fx.smmu.take_sanitizer_reports();
+
+    // Same for the L1 CD descriptor of a two-level CD table.
+    let fx = Fx::new();
+    let mut rig = fx.rig();
+    let t = Tables::s1(fx.m(), 12, 48);
+    let l1cd = fx.alloc(4096);
+    let (leaf_a, leaf_b) = (fx.alloc(4096), fx.alloc(4096));
+    fx.m()
+        .write_u64(PhysAddr(l1cd), iommu_testkit::smmu::l1_cd(true, leaf_a))
+        .unwrap();
+    CdBits::s1(1, t.root, 48, 12).write(fx.m(), leaf_a + 64 * 5);
+    rig.set_ste(1, SteBits::s1(l1cd, 8, 1));
+    let id = |r: Result<_, smmuv3_model::Fault>| r.err().and_then(|f: smmuv3_model::Fault| f.id());
+    assert_eq!(
+        id(fx.smmu.translate(1, Some(5), 0, Access::READ)),
+        Some(smmuv3_model::EventId::FTranslation)
+    );
+    fx.m()
+        .write_u64(PhysAddr(l1cd), iommu_testkit::smmu::l1_cd(true, leaf_b))
+        .unwrap();
+    rig.submit_sync(&[cmd::cfgi_cd(1, 5, true)]);
+    assert_eq!(
+        id(fx.smmu.translate(1, Some(5), 0, Access::READ)),
+        Some(smmuv3_model::EventId::FTranslation),
+        "leaf CFGI_CD keeps the L1CD: the CD is refetched from the old leaf table"
+    );
+    rig.submit_sync(&[cmd::cfgi_cd(1, 5, false)]);
+    assert_eq!(
+        id(fx.smmu.translate(1, Some(5), 0, Access::READ)),
+        Some(smmuv3_model::EventId::CBadCd)
+    );
+    fx.smmu.take_sanitizer_reports();
+}
+
+#[test]
+fn el2_e2h_tlbis_by_asid_and_va() {
+    both(el2_e2h_body);
+}
+
+fn el2_e2h_body() {
+    let fx = Fx::new();
+    let mut rig = fx.rig();
+    fx.smmu.write32(reg::CR2, reg::CR2_RECINVSID | 1); // E2H
+    let mut outs = Vec::new();
+    for (sid, asid) in [(1u32, 1u16), (2, 2)] {
+        let mut t = Tables::s1(fx.m(), 12, 48);
+        let cd = fx.cd_table(0);
+        CdBits::s1(asid, t.root, 48, 12).write(fx.m(), cd);
+        rig.set_ste(sid, SteBits::s1(cd, 0, 0).strw(2));
+        outs.push(warm_and_remap(&fx, &mut t, sid, 2));
+    }
+    let fresh = |sid: u32, page: u64| {
+        fx.smmu
+            .translate(sid, None, page << 12, Access::READ)
+            .unwrap()
+            .pa
+            .0
+            == outs[sid as usize - 1].1 + (page << 12)
+    };
+    rig.submit_sync(&[cmd::tlbi_nh_all(0), cmd::tlbi_nsnh_all()]);
+    assert!(
+        !fresh(1, 0) && !fresh(2, 0),
+        "NS-EL1 invalidations leave EL2-E2H entries"
+    );
+    rig.submit_sync(&[cmd::tlbi_el2_asid(1)]);
+    assert!(fresh(1, 0) && fresh(1, 1) && !fresh(2, 0));
+    rig.submit_sync(&[cmd::tlbi_el2_va(2, 0x1000, Range::default())]);
+    assert!(fresh(2, 1) && !fresh(2, 0));
+    rig.submit_sync(&[cmd::tlbi_el2_vaa(0, Range::default())]);
+    assert!(fresh(2, 0));
+    fx.smmu.take_sanitizer_reports();
+}

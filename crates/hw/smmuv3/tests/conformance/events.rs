@@ -148,3 +148,30 @@ fn registers_raz_wi_and_id_values() {
     let s = m.stats();
     assert!(s.mmio_reads > 0 && s.mmio_writes > 0);
 }
+
+#[test]
+fn bad_substream_record_has_ssid_without_ssv_and_evtq_abort() {
+    let fx = Fx::new();
+    let mut rig = fx.rig();
+    rig.set_ste(4, SteBits::bypass());
+    fx.smmu
+        .translate(4, Some(9), 0x1000, Access::READ)
+        .unwrap_err();
+    let w = rig.events()[0];
+    assert_eq!(
+        w[0],
+        0x08 | (9 << 12) | (4u64 << 32),
+        "C_BAD_SUBSTREAMID: SSID, SSV = 0"
+    );
+    assert_eq!(Event::from_words(&w).unwrap().ssid, Some(9));
+    // Event queue base in unbacked memory: GERROR.EVTQ_ABT_ERR.
+    fx.smmu.write32(reg::CR0, reg::CR0_SMMUEN | reg::CR0_CMDQEN);
+    fx.smmu.write64(reg::EVTQ_BASE, 0x10_0000_0000 | 4);
+    fx.smmu.write32(
+        reg::CR0,
+        reg::CR0_SMMUEN | reg::CR0_CMDQEN | reg::CR0_EVTQEN,
+    );
+    let f = fx.smmu.translate(5, None, 0, Access::READ).unwrap_err();
+    assert!(!f.recorded);
+    assert_ne!(fx.smmu.read32(reg::GERROR) & (1 << 2), 0);
+}
