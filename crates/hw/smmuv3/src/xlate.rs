@@ -418,11 +418,15 @@ impl Smmu {
         raw: &[u64],
         sid: u32,
         ssid: Option<u32>,
+        used: Option<[u64; 8]>,
     ) {
         let mut cur = [0u64; 8];
         let n = raw.len();
+        // Only bits the cached structure relies on count: software may change
+        // unused bits of a live STE/CD at any time (hitless update, §8).
+        let used = used.unwrap_or([u64::MAX; 8]);
         let stale = match self.mem.read_words(PhysAddr(pa), &mut cur[..n]) {
-            Ok(()) => cur[..n] != *raw,
+            Ok(()) => (0..n).any(|i| (cur[i] ^ raw[i]) & used[i] != 0),
             Err(_) => true,
         };
         if stale {
@@ -434,9 +438,9 @@ impl Smmu {
         if let Some(e) = st.ste.lookup(&sid) {
             let e = e.clone();
             if self.cfg.sanitizer {
-                self.check_stale_config(st, e.pa, &e.raw, sid, None);
+                self.check_stale_config(st, e.pa, &e.raw, sid, None, Some(Ste(e.raw).used_mask()));
                 if let Some((pa, d)) = e.l1 {
-                    self.check_stale_config(st, pa, &[d], sid, None);
+                    self.check_stale_config(st, pa, &[d], sid, None, None);
                 }
             }
             return Ok(e.info);
@@ -461,7 +465,7 @@ impl Smmu {
             let d = match st.l1std.lookup(&l1idx) {
                 Some(&mut (pa, d)) => {
                     if self.cfg.sanitizer {
-                        self.check_stale_config(st, pa, &[d], sid, None);
+                        self.check_stale_config(st, pa, &[d], sid, None, None);
                     }
                     d
                 }
@@ -531,7 +535,14 @@ impl Smmu {
         if let Some(e) = st.cd.lookup(&(sid, idx)) {
             let e = e.clone();
             if self.cfg.sanitizer {
-                self.check_stale_config(st, e.pa, &e.raw, sid, Some(idx));
+                self.check_stale_config(
+                    st,
+                    e.pa,
+                    &e.raw,
+                    sid,
+                    Some(idx),
+                    Some(Cd(e.raw).used_mask()),
+                );
             }
             return Ok(e.info);
         }
@@ -550,7 +561,7 @@ impl Smmu {
                     Some(e) => {
                         let e = *e;
                         if self.cfg.sanitizer {
-                            self.check_stale_config(st, e.pa, &[e.desc], sid, Some(idx));
+                            self.check_stale_config(st, e.pa, &[e.desc], sid, Some(idx), None);
                         }
                         e.desc
                     }
