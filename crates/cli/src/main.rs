@@ -34,7 +34,7 @@ devices doing real DMA through them.\n\n\
 Start with `iommu simulate` (no options): it compares strict and lazy invalidation on a network card \
 and on a malicious device, and explains the table it prints.",
     after_help = "Examples:\n  iommu simulate\n  iommu simulate --workload attack --policy lazy --seed 7 --json\n  \
-iommu run scenarios/*.scn\n  iommu inspect scenarios/strict_lazy.scn\n  iommu bench\n  iommu bench map -t 2 -s 5 -g 4\n\n\
+iommu run scenarios/*.scn\n  iommu inspect scenarios/strict_replay.scn\n  iommu bench\n  iommu bench map -t 2 -s 5 -g 4\n\n\
 Exit status: 0 ok, 1 an expectation failed, 2 bad arguments or scenario, 3 not available in this build, 4 other error."
 )]
 struct Cli {

@@ -9,7 +9,7 @@ use iommu_sim::scenario::{Scenario, parse_bytes};
 /// Options of `iommu run`.
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Examples:\n  iommu run scenarios/strict_lazy.scn\n  iommu run scenarios/*.scn --json\n\n\
+    after_help = "Examples:\n  iommu run scenarios/strict_replay.scn\n  iommu run scenarios/*.scn --json\n\n\
 Each file is parsed and checked first; errors are printed as file:line:column: message. Then it is \
 executed on a fresh simulated platform and every `expect` is evaluated; the first failed expectation \
 of a file is printed as file:line:column and why. The language is described in docs/scenarios.md.\n\n\

@@ -482,7 +482,9 @@ impl Platform {
             .map_or(0, |d| d.serial() as u32)
     }
 
-    /// A device DMA read through its SMMU.
+    /// A device DMA read through its SMMU. A device declared with ATS on an SMMU
+    /// with ATS translates through its ATC (PCIe ATS translation requests) and then
+    /// issues translated transactions; others send untranslated transactions.
     pub fn dma_read(
         &self,
         idx: usize,
@@ -490,12 +492,26 @@ impl Platform {
         buf: &mut [u8],
     ) -> core::result::Result<(), smmuv3_model::Error> {
         let d = &self.devices[idx];
-        self.smmus[d.smmu]
-            .hw
-            .dma_read(d.decl.sid, None, iova, buf, false)
+        let hw = &self.smmus[d.smmu].hw;
+        if !self.uses_ats(idx) {
+            return hw.dma_read(d.decl.sid, None, iova, buf, false);
+        }
+        let mut done = 0usize;
+        while done < buf.len() {
+            let a = iova.wrapping_add(done as u64);
+            let t = hw
+                .ats_translate(d.decl.sid, None, a, smmuv3_model::Access::READ)
+                .map_err(smmuv3_model::Error::Fault)?;
+            let n = (t.remaining(a).min(4096 - (a & 4095)) as usize).min(buf.len() - done);
+            self.mem
+                .read_bytes(t.pa, &mut buf[done..done + n])
+                .map_err(smmuv3_model::Error::Memory)?;
+            done += n;
+        }
+        Ok(())
     }
 
-    /// A device DMA write through its SMMU.
+    /// A device DMA write through its SMMU (see [`Platform::dma_read`]).
     pub fn dma_write(
         &self,
         idx: usize,
@@ -503,9 +519,29 @@ impl Platform {
         buf: &[u8],
     ) -> core::result::Result<(), smmuv3_model::Error> {
         let d = &self.devices[idx];
-        self.smmus[d.smmu]
-            .hw
-            .dma_write(d.decl.sid, None, iova, buf, false)
+        let hw = &self.smmus[d.smmu].hw;
+        if !self.uses_ats(idx) {
+            return hw.dma_write(d.decl.sid, None, iova, buf, false);
+        }
+        let mut done = 0usize;
+        while done < buf.len() {
+            let a = iova.wrapping_add(done as u64);
+            let t = hw
+                .ats_translate(d.decl.sid, None, a, smmuv3_model::Access::WRITE)
+                .map_err(smmuv3_model::Error::Fault)?;
+            let n = (t.remaining(a).min(4096 - (a & 4095)) as usize).min(buf.len() - done);
+            self.mem
+                .write_bytes(t.pa, &buf[done..done + n])
+                .map_err(smmuv3_model::Error::Memory)?;
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Whether device `idx` uses PCIe ATS (it declares it and its SMMU has it).
+    pub fn uses_ats(&self, idx: usize) -> bool {
+        let d = &self.devices[idx];
+        d.decl.ats && self.smmus[d.smmu].hw.config().ats
     }
 }
 
