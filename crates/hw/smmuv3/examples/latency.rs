@@ -1,7 +1,7 @@
 //! Minimum-of-batches latencies of the model's translation paths, for a machine
 //! too loaded for criterion's mean to mean much: each figure is the fastest of
 //! 3000 batches of 1000 translations. `cargo run --release -p smmuv3-model
-//! --example latency [hit|miss4|nested|read]`.
+//! --example latency [read|mmio|hit|miss4|nested]`.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -103,6 +103,13 @@ fn main() {
         let probe = mem.alloc_pages(4096, 4096).unwrap();
         min_batch("simmem read_u64", |_| {
             black_box(mem.read_u64(black_box(probe)).unwrap());
+        });
+    }
+    if run("mmio") {
+        use iommu_types::Mmio;
+        let (_m, smmu) = s1_setup(no_tlb());
+        min_batch("mmio read32 (lock + decode)", |_| {
+            black_box(smmu.read32(black_box(0)));
         });
     }
     if run("hit") {

@@ -698,10 +698,15 @@ impl Smmu {
         if fast {
             let r = match st.last_ctx {
                 Some((k, r)) if k == ckey => Some(r),
-                _ => st.ctx_cache.get(&ckey).copied(),
+                _ => {
+                    let r = st.ctx_cache.get(&ckey).copied();
+                    if let Some(r) = r {
+                        st.last_ctx = Some((ckey, r));
+                    }
+                    r
+                }
             };
             if let Some(r) = r {
-                st.last_ctx = Some((ckey, r));
                 st.ste.counters.hits += 1;
                 return match r {
                     Resolved::Bypass => Ok(bypass(addr, TranslationKind::Bypass)),
