@@ -568,7 +568,12 @@ impl Smmu {
             return false;
         }
         let at = base + (prod & idx_mask) as u64 * EVT_SIZE;
-        if self.mem.write_words(PhysAddr(at), &ev.to_words()).is_err() {
+        let words = ev.to_words();
+        debug_assert!(
+            Event::from_words(&words).is_some(),
+            "record {words:x?} must decode"
+        );
+        if self.mem.write_words(PhysAddr(at), &words).is_err() {
             st.regs.gerror ^= gerror::EVTQ_ABT_ERR & !(st.regs.gerror ^ st.regs.gerrorn);
             st.stats.events_dropped += 1;
             return false;
