@@ -1107,10 +1107,10 @@ impl Smmu {
             }
             resume_at = Some((level, pa, attrs));
         }
+        let collect = st.wc.enabled();
         let mut steps: [Option<(TableStep, usize)>; 4] = [None; 4];
         let mut nsteps = 0usize;
         let mut reads = 0u64;
-        let base_len = path.borrow().len();
         let res = {
             let mut xlate = |ipa: u64| -> Result<u64, walk::WalkFault> {
                 match s2_tables {
@@ -1129,9 +1129,11 @@ impl Smmu {
                 }
             };
             let mut on_table = |s: TableStep| {
-                if let Some(slot) = steps.get_mut(nsteps) {
-                    *slot = Some((s, if san { path.borrow().len() } else { 0 }));
-                    nsteps += 1;
+                if collect {
+                    if let Some(slot) = steps.get_mut(nsteps) {
+                        *slot = Some((s, if san { path.borrow().len() } else { 0 }));
+                        nsteps += 1;
+                    }
                 }
             };
             let mut on_desc = |pa: u64, d: u64| {
@@ -1156,7 +1158,6 @@ impl Smmu {
             )
         };
         st.stats.walk_reads += reads;
-        let _ = base_len;
         let leaf = res.map_err(Xf::walk)?;
         if st.wc.enabled() && nsteps > 0 {
             let pv = path.borrow();
