@@ -979,3 +979,60 @@ fn el2_stream_world_body() {
     assert!(fx.smmu.translate(2, None, 0x1000, Access::WRITE).is_err());
     fx.smmu.take_sanitizer_reports();
 }
+
+#[test]
+fn address_size_faults_and_ste_fetch_abort() {
+    both(address_size_body);
+}
+
+fn address_size_body() {
+    let fx = Fx::new();
+    let rig = fx.rig();
+    // CD.IPS = 32 bits: a leaf output above 4 GiB is an address size fault.
+    let mut t = Tables::s1(fx.m(), 12, 48);
+    t.map(0x1000, 0x1_0000_0000, 3, RW);
+    t.map(0x2000, 0x8000_0000, 3, RW);
+    let cd = fx.cd_table(0);
+    CdBits::s1(1, t.root, 48, 12).ips(0).write(fx.m(), cd);
+    rig.set_ste(1, SteBits::s1(cd, 0, 0));
+    assert_eq!(
+        fx.smmu
+            .translate(1, None, 0x1000, Access::READ)
+            .unwrap_err()
+            .id(),
+        Some(EventId::FAddrSize)
+    );
+    assert_eq!(
+        fx.smmu
+            .translate(1, None, 0x2000, Access::READ)
+            .unwrap()
+            .pa
+            .0,
+        0x8000_0000
+    );
+    // IPS above IDR5.OAS is capped to OAS: with a 40-bit OAS, CD.IPS = 48 bits
+    // still faults an output at 2^40.
+    {
+        let fx = Fx::with(SmmuConfig::builder().oas_bits(40).sanitizer(true).build());
+        let rig = fx.rig();
+        let mut t2 = Tables::s1(fx.m(), 12, 48);
+        t2.map(0x1000, 1 << 40, 3, RW);
+        let cd2 = fx.cd_table(0);
+        CdBits::s1(2, t2.root, 48, 12).ips(5).write(fx.m(), cd2);
+        rig.set_ste(2, SteBits::s1(cd2, 0, 0));
+        assert_eq!(
+            fx.smmu
+                .translate(2, None, 0x1000, Access::READ)
+                .unwrap_err()
+                .id(),
+            Some(EventId::FAddrSize)
+        );
+    }
+    // Stream table in unbacked memory: F_STE_FETCH with the STE address.
+    fx.smmu.write64(0x80, 0x20_0000_0000);
+    fx.smmu.write32(0x88, 6);
+    let f = fx.smmu.translate(9, None, 0, Access::READ).unwrap_err();
+    assert_eq!(f.id(), Some(EventId::FSteFetch));
+    assert_eq!(f.event.unwrap().fetch_addr, 0x20_0000_0000 + 9 * 64);
+    fx.smmu.take_sanitizer_reports();
+}
