@@ -15,6 +15,7 @@
 #![no_std]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 

@@ -107,40 +107,53 @@ pub trait PhysMemExt: PhysMem {
 
 impl<T: PhysMem + ?Sized> PhysMemExt for T {}
 
-impl<T: PhysMem + ?Sized> PhysMem for &T {
-    fn read_u64(&self, pa: PhysAddr) -> Result<u64> {
-        (**self).read_u64(pa)
-    }
-    fn write_u64(&self, pa: PhysAddr, value: u64) -> Result<()> {
-        (**self).write_u64(pa, value)
-    }
-    fn compare_exchange_u64(
-        &self,
-        pa: PhysAddr,
-        current: u64,
-        new: u64,
-    ) -> Result<core::result::Result<u64, u64>> {
-        (**self).compare_exchange_u64(pa, current, new)
-    }
-    fn read_u32(&self, pa: PhysAddr) -> Result<u32> {
-        (**self).read_u32(pa)
-    }
-    fn write_u32(&self, pa: PhysAddr, value: u32) -> Result<()> {
-        (**self).write_u32(pa, value)
-    }
-    fn read_bytes(&self, pa: PhysAddr, buf: &mut [u8]) -> Result<()> {
-        (**self).read_bytes(pa, buf)
-    }
-    fn write_bytes(&self, pa: PhysAddr, buf: &[u8]) -> Result<()> {
-        (**self).write_bytes(pa, buf)
-    }
-    fn fill_bytes(&self, pa: PhysAddr, len: u64, byte: u8) -> Result<()> {
-        (**self).fill_bytes(pa, len, byte)
-    }
-    fn alloc_pages(&self, bytes: u64, align: u64) -> Result<PhysAddr> {
-        (**self).alloc_pages(bytes, align)
-    }
-    fn free_pages(&self, pa: PhysAddr, bytes: u64) -> Result<()> {
-        (**self).free_pages(pa, bytes)
-    }
+/// Forward every `PhysMem` method through a pointer-like wrapper.
+macro_rules! forward_physmem {
+    ($($ptr:ty),* $(,)?) => {$(
+        impl<T: PhysMem + ?Sized> PhysMem for $ptr {
+            fn read_u64(&self, pa: PhysAddr) -> Result<u64> {
+                (**self).read_u64(pa)
+            }
+            fn write_u64(&self, pa: PhysAddr, value: u64) -> Result<()> {
+                (**self).write_u64(pa, value)
+            }
+            fn compare_exchange_u64(
+                &self,
+                pa: PhysAddr,
+                current: u64,
+                new: u64,
+            ) -> Result<core::result::Result<u64, u64>> {
+                (**self).compare_exchange_u64(pa, current, new)
+            }
+            fn read_u32(&self, pa: PhysAddr) -> Result<u32> {
+                (**self).read_u32(pa)
+            }
+            fn write_u32(&self, pa: PhysAddr, value: u32) -> Result<()> {
+                (**self).write_u32(pa, value)
+            }
+            fn read_bytes(&self, pa: PhysAddr, buf: &mut [u8]) -> Result<()> {
+                (**self).read_bytes(pa, buf)
+            }
+            fn write_bytes(&self, pa: PhysAddr, buf: &[u8]) -> Result<()> {
+                (**self).write_bytes(pa, buf)
+            }
+            fn fill_bytes(&self, pa: PhysAddr, len: u64, byte: u8) -> Result<()> {
+                (**self).fill_bytes(pa, len, byte)
+            }
+            fn alloc_pages(&self, bytes: u64, align: u64) -> Result<PhysAddr> {
+                (**self).alloc_pages(bytes, align)
+            }
+            fn free_pages(&self, pa: PhysAddr, bytes: u64) -> Result<()> {
+                (**self).free_pages(pa, bytes)
+            }
+            fn read_words(&self, pa: PhysAddr, out: &mut [u64]) -> Result<()> {
+                (**self).read_words(pa, out)
+            }
+            fn write_words(&self, pa: PhysAddr, words: &[u64]) -> Result<()> {
+                (**self).write_words(pa, words)
+            }
+        }
+    )*};
 }
+
+forward_physmem!(&T, alloc::boxed::Box<T>, alloc::sync::Arc<T>);
