@@ -175,3 +175,26 @@ fn bad_substream_record_has_ssid_without_ssv_and_evtq_abort() {
     assert!(!f.recorded);
     assert_ne!(fx.smmu.read32(reg::GERROR) & (1 << 2), 0);
 }
+
+#[test]
+fn recording_mmio_sees_the_enable_handshake() {
+    use iommu_testkit::mmio::{Access as A, RecordingMmio};
+    let fx = Fx::new();
+    let rec = RecordingMmio::new(&*fx.smmu);
+    let _rig = iommu_testkit::smmu::SmmuRig::linear(&rec, fx.m(), 4, 4, 4);
+    let log = rec.log();
+    let cr0 = log
+        .iter()
+        .position(|a| matches!(a, A::Write32(reg::CR0, _)))
+        .unwrap();
+    assert!(matches!(log[cr0 + 1], A::Read32(reg::CR0ACK, v) if v == 0xD));
+    assert!(
+        log[..cr0]
+            .iter()
+            .any(|a| matches!(a, A::Write64(reg::STRTAB_BASE, _)))
+    );
+    assert_eq!(
+        fx.smmu.stats().mmio_writes as usize,
+        log.iter().filter(|a| a.is_write()).count()
+    );
+}
