@@ -71,6 +71,9 @@ pub struct SimulateArgs {
     /// Seed of every random choice.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// SMMU TLB entries (0 disables the TLB: every access walks).
+    #[arg(long, default_value_t = 2048)]
+    tlb: u32,
     /// JSON file overriding hardware event prices (see `iommu_sim::cost`).
     #[arg(long, value_name = "FILE")]
     cost_table: Option<String>,
@@ -107,6 +110,7 @@ pub fn main(a: SimulateArgs) -> Result<u8, Error> {
         cpus: a.cpus,
         limit,
         seed: a.seed,
+        tlb: a.tlb,
         cost,
     };
     let comparison = a.workload.is_none() && a.policy.is_none();

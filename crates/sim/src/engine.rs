@@ -369,7 +369,7 @@ fn platform_for(cfg: &SimConfig) -> Result<Platform> {
     let smmu = SmmuDecl {
         name: "smmu0".into(),
         granule: cfg.granule,
-        tlb: Some(2048),
+        tlb: Some(cfg.tlb),
         walk_cache: Some(256),
         cfg_cache: Some(64),
         cmdq_log2: 8,
@@ -590,7 +590,7 @@ fn collect(
         m.iova
             .insert("wrongly_blocked_accesses".into(), o.wrongly_blocked());
     }
-    m.iova.insert("dma_api_errors".into(), errors);
+    m.dma_api_errors = errors;
     let mut fq_flushes = 0;
     let mut iova = BTreeMap::new();
     for (_, c) in p.cookies() {

@@ -200,6 +200,10 @@ pub struct RunMetrics {
     pub iova: BTreeMap<String, u64>,
     /// Bytes of page-table memory at the end of the run.
     pub pgtable_bytes: u64,
+    /// DMA API calls that failed (a workload never expects one).
+    pub dma_api_errors: u64,
+    /// Accesses to memory a device held that the SMMU refused (a stack bug).
+    pub wrongly_blocked: u64,
     /// Reports of the SMMU models' architectural sanitizer (run in debug builds,
     /// i.e. tests; 0 when it is off).
     pub sanitizer_reports: u64,

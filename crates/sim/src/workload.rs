@@ -91,6 +91,8 @@ pub struct SimConfig {
     pub limit: Limit,
     /// Seed of every random choice.
     pub seed: u64,
+    /// SMMU TLB entries (0: no TLB).
+    pub tlb: u32,
     /// Prices of hardware events.
     pub cost: CostTable,
 }
@@ -105,6 +107,7 @@ impl Default for SimConfig {
             cpus: 1,
             limit: Limit::Ops(20_000),
             seed: 1,
+            tlb: 2048,
             cost: CostTable::default(),
         }
     }
@@ -119,6 +122,13 @@ impl SimConfig {
                     "{what} must be 4k, 16k or 64k, got {v}"
                 )));
             }
+        }
+        if self.tlb > 1 << 20 {
+            return Err(Error::Config(format!(
+                "tlb must be at most {} entries, got {}",
+                1 << 20,
+                self.tlb
+            )));
         }
         if self.cpus == 0 || self.cpus > 64 {
             return Err(Error::Config(format!(

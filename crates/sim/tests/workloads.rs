@@ -38,7 +38,7 @@ fn strict_mode_stops_every_malicious_access() {
     assert_eq!(m.malicious.successes, 0, "{:?}", m.malicious);
     assert_eq!(m.stale.windows_ns.count, 0);
     assert!(m.hw.cmd_syncs > 0);
-    assert_eq!(m.iova["wrongly_blocked_accesses"], 0);
+    assert_eq!(m.wrongly_blocked, 0);
     // Tests are debug builds: the models' sanitizer ran and found nothing.
     assert_eq!(m.sanitizer_reports, 0);
 }
@@ -59,7 +59,7 @@ fn lazy_mode_has_a_bounded_stale_window() {
         m.malicious.misdirected, 0,
         "an IOVA was reused before its flush"
     );
-    assert_eq!(m.iova["wrongly_blocked_accesses"], 0);
+    assert_eq!(m.wrongly_blocked, 0);
     let strict = run(WorkloadKind::Attack, PolicyChoice::Strict, 3000, 1);
     assert!(
         m.hw.cmd_syncs < strict.hw.cmd_syncs / 4,
@@ -85,8 +85,8 @@ fn every_workload_runs_clean() {
             let m = run(w, p, 300, 3);
             assert!(m.ops >= 300, "{w:?} {p:?}: {} ops", m.ops);
             assert!(m.dma_bytes > 0, "{w:?} {p:?}");
-            assert_eq!(m.iova["dma_api_errors"], 0, "{w:?} {p:?}");
-            assert_eq!(m.iova["wrongly_blocked_accesses"], 0, "{w:?} {p:?}");
+            assert_eq!(m.dma_api_errors, 0, "{w:?} {p:?}");
+            assert_eq!(m.wrongly_blocked, 0, "{w:?} {p:?}");
             assert_eq!(m.malicious.attempts, 0, "{w:?} {p:?}");
             assert!(m.pgtable_bytes > 0, "{w:?} {p:?}");
         }
@@ -104,7 +104,7 @@ fn several_cpus_on_os_threads() {
     };
     let m = iommu_sim::simulate(&cfg, &|_, _| {}).expect("simulate");
     assert!(m.ops >= 600);
-    assert_eq!(m.iova["dma_api_errors"], 0);
+    assert_eq!(m.dma_api_errors, 0);
 }
 
 #[test]
@@ -163,6 +163,6 @@ fn live_switch_halfway_changes_the_invalidation_cost() {
         switch.hw.cmd_syncs,
         lazy.hw.cmd_syncs
     );
-    assert_eq!(switch.iova["dma_api_errors"], 0);
-    assert_eq!(switch.iova["wrongly_blocked_accesses"], 0);
+    assert_eq!(switch.dma_api_errors, 0);
+    assert_eq!(switch.wrongly_blocked, 0);
 }
