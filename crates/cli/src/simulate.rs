@@ -44,7 +44,7 @@ iommu simulate --workload mixed --granule 16k --html report.html\n\n\
 With no --workload and no --policy, runs the four combinations of {strict, lazy} x {nic, attack} \
 (short runs, well under 30 s on 2 cores) and prints a comparison table.\n\
 Runs with --ops and a given --seed are reproducible: the same seed gives the same modelled metrics \
-(everything except real-time throughput and latencies) with --cpus 1."
+(everything except real-time throughput and latencies) with --cpus 1, or with any --cpus and --lockstep."
 )]
 pub struct SimulateArgs {
     /// Device models generating DMA.
@@ -71,6 +71,10 @@ pub struct SimulateArgs {
     /// Seed of every random choice.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Run the simulated CPUs in strict turns so that runs with --cpus > 1 are
+    /// reproducible too (throughput then says little).
+    #[arg(long)]
+    lockstep: bool,
     /// SMMU TLB entries (0 disables the TLB: every access walks).
     #[arg(long, default_value_t = 2048)]
     tlb: u32,
@@ -111,6 +115,7 @@ pub fn main(a: SimulateArgs) -> Result<u8, Error> {
         limit,
         seed: a.seed,
         tlb: a.tlb,
+        lockstep: a.lockstep,
         cost,
     };
     let comparison = a.workload.is_none() && a.policy.is_none();

@@ -20,7 +20,10 @@
 //! Time: every DMA API operation advances the virtual clock by [`OP_NS`]; the
 //! flush-queue timers fire from that clock, so stale windows are in virtual time and
 //! reproducible. Everything random comes from a seeded `SmallRng` per CPU; with one
-//! CPU a run is fully deterministic (modelled metrics identical for a seed).
+//! CPU, or with [`SimConfig::lockstep`] (the CPUs' threads take turns, one step each,
+//! in a fixed order), a run with an operation count is fully deterministic: the
+//! modelled metrics are identical for a seed. Without lockstep several CPUs run truly
+//! concurrently and their interleaving varies from run to run.
 
 use crate::cost::CostTable;
 use crate::error::{Error, Result};
@@ -72,6 +75,10 @@ struct Shared<'a> {
     gpu: Option<usize>,
     evil: Option<usize>,
     tb: Option<usize>,
+    /// Lockstep: whose turn it is (modulo the CPU count).
+    turn: AtomicU64,
+    /// CPUs that have finished their share.
+    finished: std::sync::atomic::AtomicU32,
 }
 
 struct Ctx<'a, 'b> {
@@ -452,6 +459,8 @@ pub fn simulate(cfg: &SimConfig, progress: &(dyn Fn(u64, u64) + Sync)) -> Result
         gpu: find("gpu"),
         evil: find("evil"),
         tb: find("tb"),
+        turn: AtomicU64::new(0),
+        finished: std::sync::atomic::AtomicU32::new(0),
     };
     let deadline = match cfg.limit {
         Limit::Seconds(s) => Some(Instant::now() + Duration::from_secs_f64(s)),
@@ -479,13 +488,42 @@ pub fn simulate(cfg: &SimConfig, progress: &(dyn Fn(u64, u64) + Sync)) -> Result
                         .then(|| shared.tb.map(|d| NicQueue::new(d, false)))
                         .flatten();
                     let mut step = 0u64;
+                    let mut finished = false;
                     loop {
+                        if cfg.lockstep {
+                            // Wait for this CPU's turn; finished CPUs keep passing
+                            // theirs until every CPU is done.
+                            let n = u64::from(cfg.cpus);
+                            while shared.turn.load(Ordering::Acquire) % n != cpu as u64 {
+                                if shared.finished.load(Ordering::Acquire) == cfg.cpus {
+                                    break;
+                                }
+                                std::thread::yield_now();
+                            }
+                            if shared.finished.load(Ordering::Acquire) == cfg.cpus {
+                                break;
+                            }
+                            if finished {
+                                shared.turn.fetch_add(1, Ordering::AcqRel);
+                                continue;
+                            }
+                        }
                         let done = match (per_cpu_ops, deadline) {
                             (Some(n), _) => c.st.ops >= n,
                             (None, Some(d)) => Instant::now() >= d,
                             (None, None) => true,
                         };
                         if done {
+                            q.drain(&mut c);
+                            for e in evil.iter_mut().chain(tb.iter_mut()) {
+                                e.drain(&mut c);
+                            }
+                            finished = true;
+                            shared.finished.fetch_add(1, Ordering::AcqRel);
+                            if cfg.lockstep {
+                                shared.turn.fetch_add(1, Ordering::AcqRel);
+                                continue;
+                            }
                             break;
                         }
                         match (cfg.workload, step % 3) {
@@ -528,10 +566,9 @@ pub fn simulate(cfg: &SimConfig, progress: &(dyn Fn(u64, u64) + Sync)) -> Result
                                 _ => {}
                             }
                         }
-                    }
-                    q.drain(&mut c);
-                    for mut e in evil.into_iter().chain(tb) {
-                        e.drain(&mut c);
+                        if cfg.lockstep {
+                            shared.turn.fetch_add(1, Ordering::AcqRel);
+                        }
                     }
                     c.st
                 })

@@ -93,6 +93,9 @@ pub struct SimConfig {
     pub seed: u64,
     /// SMMU TLB entries (0: no TLB).
     pub tlb: u32,
+    /// Run the CPUs' threads in strict turns (one step each, fixed order) so that
+    /// runs with several CPUs are reproducible too.
+    pub lockstep: bool,
     /// Prices of hardware events.
     pub cost: CostTable,
 }
@@ -108,6 +111,7 @@ impl Default for SimConfig {
             limit: Limit::Ops(20_000),
             seed: 1,
             tlb: 2048,
+            lockstep: false,
             cost: CostTable::default(),
         }
     }
