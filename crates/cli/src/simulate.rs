@@ -225,6 +225,37 @@ fn per_op(x: u64, ops: u64) -> String {
     }
 }
 
+/// One-line conclusions of a strict-vs-lazy comparison.
+fn summary(runs: &[RunMetrics]) -> String {
+    let find = |w: &str, p: &str| runs.iter().find(|m| m.workload == w && m.policy == p);
+    let mut out = String::new();
+    if let (Some(s), Some(l)) = (find("nic", "strict"), find("nic", "lazy")) {
+        let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::INFINITY };
+        let sync = |m: &RunMetrics| m.hw.cmd_syncs as f64 / m.ops.max(1) as f64;
+        let hw = |m: &RunMetrics| m.modelled_hw_ns as f64 / m.ops.max(1) as f64;
+        out.push_str(&format!(
+            "\nIn short: on the NIC, lazy issues {:.0}x fewer CMD_SYNCs and {:.1}x less modelled hardware time per \
+             operation than strict",
+            ratio(sync(s), sync(l)),
+            ratio(hw(s), hw(l))
+        ));
+    }
+    if let (Some(s), Some(l)) = (find("attack", "strict"), find("attack", "lazy")) {
+        out.push_str(&format!(
+            ";\nstrict stopped all {} malicious accesses ({} got through), lazy let {} of {} through, each within \
+             {:.1} us of the unmap.\n",
+            s.malicious.attempts,
+            s.malicious.successes,
+            l.malicious.successes,
+            l.malicious.attempts,
+            l.stale.windows_ns.max as f64 / 1000.0
+        ));
+    } else if !out.is_empty() {
+        out.push_str(".\n");
+    }
+    out
+}
+
 /// The human-readable table, with an explanation when comparing.
 pub fn render(runs: &[RunMetrics], explain: bool) -> String {
     let mut t = Table::new(&[
@@ -251,7 +282,11 @@ pub fn render(runs: &[RunMetrics], explain: bool) -> String {
             per_op(m.modelled_hw_ns, m.ops),
             opt_pct(m.hw.tlb.rate()),
             stale,
-            format!("{}/{}", m.malicious.successes, m.malicious.attempts),
+            if m.malicious.attempts == 0 {
+                "-".to_string()
+            } else {
+                format!("{}/{}", m.malicious.successes, m.malicious.attempts)
+            },
         ]);
     }
     let mut out = String::new();
@@ -261,6 +296,9 @@ pub fn render(runs: &[RunMetrics], explain: bool) -> String {
         );
     }
     out.push_str(&t.render());
+    if explain {
+        out.push_str(&summary(runs));
+    }
     if explain {
         out.push_str(
             "\nHow to read this:\n\
