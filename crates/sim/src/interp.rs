@@ -205,6 +205,20 @@ impl Interp {
         ))
     }
 
+    /// Whether `dev` is bound and on an identity default domain (dma-direct: DMA
+    /// addresses are physical addresses and nothing is mapped).
+    fn is_direct(&self, dev: usize) -> bool {
+        let p = self.p();
+        let d = &p.devices[dev];
+        d.bound
+            && d.dma.is_none()
+            && p.core
+                .device_domain(d.id)
+                .ok()
+                .flatten()
+                .is_some_and(|dom| dom.domain_type() == iommu_core::DomainType::Identity)
+    }
+
     /// A CPU buffer whose first byte sits `offset` bytes into a 64 KiB-aligned region
     /// of whole 64 KiB blocks, so that its position inside any IOMMU granule is what the
     /// scenario wrote and the rest of its granules is real (zeroed) kernel memory.
@@ -353,10 +367,15 @@ impl Interp {
                 let dev = self.dev(device)?;
                 let buf = self.alloc_cpu_buffer(*offset, *size)?;
                 let dir = dir_of(*dir);
-                let r = self.dma_api(dev).and_then(|d| {
-                    d.map_page(buf, *size, dir, DmaAttrs::default())
-                        .map_err(|e| (e.errno(), e.to_string()))
-                });
+                let r = if self.is_direct(dev) {
+                    // Identity domain: dma-direct, the DMA address is the physical one.
+                    Ok(buf.0)
+                } else {
+                    self.dma_api(dev).and_then(|d| {
+                        d.map_page(buf, *size, dir, DmaAttrs::default())
+                            .map_err(|e| (e.errno(), e.to_string()))
+                    })
+                };
                 if let Some(dma) = self.api(r) {
                     self.grant(dev, &[(dma, *size)]);
                     self.handles.insert(
@@ -436,13 +455,17 @@ impl Interp {
                     || vec![(dma, len)],
                     |m| m.segments.iter().map(|s| (s.addr, s.len)).collect(),
                 );
-                let r = self.dma_api(dev).and_then(|d| {
-                    match sg {
-                        Some(m) => d.unmap_sg(m, DmaAttrs::default()),
-                        None => d.unmap_page(dma, len, dir, DmaAttrs::default()),
-                    }
-                    .map_err(|e| (e.errno(), e.to_string()))
-                });
+                let r = if sg.is_none() && self.is_direct(dev) {
+                    Ok(())
+                } else {
+                    self.dma_api(dev).and_then(|d| {
+                        match sg {
+                            Some(m) => d.unmap_sg(m, DmaAttrs::default()),
+                            None => d.unmap_page(dma, len, dir, DmaAttrs::default()),
+                        }
+                        .map_err(|e| (e.errno(), e.to_string()))
+                    })
+                };
                 if self.api(r).is_some() {
                     self.revoke(dev, &segs);
                     self.p().poll_timers();
