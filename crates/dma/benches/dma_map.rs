@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use iommu_dma::bind::CoreDomain;
-use iommu_dma::iova::SimpleIova;
 use iommu_dma::mock::MockDomain;
 use iommu_dma::{DeviceConfig, DmaAttrs, DmaCookie, DmaDevice, DmaDirection, SgEntry};
 use iommu_iova::IovaDomain;
@@ -27,7 +26,7 @@ use smmuv3_model::{Smmu as Model, SmmuConfig};
 /// Modelled cost of one invalidation + CMD_SYNC.
 const SYNC_COST: Duration = Duration::from_micros(1);
 
-type Dev = DmaDevice<Arc<MockDomain>, Arc<SimpleIova>>;
+type Dev = DmaDevice<Arc<MockDomain>, Arc<IovaDomain>>;
 type SmmuDev = DmaDevice<CoreDomain<SmmuDomain>, Arc<IovaDomain>>;
 
 /// The DMA API on the SMMUv3 driver over the hardware model (stream 0x10, S1).
@@ -64,14 +63,14 @@ fn setup_smmu(lazy: bool) -> (Arc<SimMemory>, Arc<SmmuDev>) {
 fn setup(lazy: bool) -> (Arc<SimMemory>, Arc<Dev>) {
     let mem = Arc::new(SimMemory::new());
     let domain = Arc::new(MockDomain::new(4096).with_sync_cost(SYNC_COST));
-    let cookie = Arc::new(
-        DmaCookie::new(
-            domain,
-            Arc::new(SimpleIova::new(1)),
-            Arc::new(ThreadCpuId::new(2)),
-        )
-        .unwrap(),
+    let cpus = Arc::new(ThreadCpuId::new(2));
+    let iova = Arc::new(
+        IovaDomain::builder(4096, 1)
+            .cpus(cpus.clone())
+            .build()
+            .unwrap(),
     );
+    let cookie = Arc::new(DmaCookie::new(domain, iova, cpus).unwrap());
     if lazy {
         cookie.enable_flush_queue().unwrap();
     }

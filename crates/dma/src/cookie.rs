@@ -11,20 +11,80 @@
 //!   in between: sync skipped *and* IOVA freed, so the IOVA can be reused while
 //!   stale IOTLB entries still point at the old pages.
 //!
+//! The flush queue is `iommu-iova`'s [`FlushQueue`] (one implementation of the
+//! mechanism for the whole stack): the cookie builds it inactive, owning the
+//! domain (as its [`FqOps`], through [`FqDomain`]) and the allocator (as its
+//! [`IovaSink`], through [`FqIova`]), and activates it in the switch.
+//!
 //! The protocol is generic over [`DmaDomain`] and [`IovaAllocator`] and uses the
-//! crate's `sync` shim, so the loom test (`tests/loom_switch.rs`) checks this very
-//! code.
+//! crate's `sync` shim (and iommu-iova's), so the loom test
+//! (`tests/loom_switch.rs`) checks this very code.
 
 use std::sync::Arc;
 
-use io_pgtable::IotlbGather;
-use iommu_types::{Clock, CpuId, Iova, PhysAddr, Prot};
+use io_pgtable::{FreedTable, IotlbGather};
+use iommu_iova::{FlushQueue, FqConfig, FqKind, FqOps, IOVA_DEFAULT_FQ_SIZE, IovaSink};
+use iommu_types::{Clock, CpuId, Errno, Iova, PhysAddr, Prot, VirtualClock};
 
 use crate::error::{Error, Result};
-use crate::fq::{FQ_DEFAULT_SIZE, FlushQueue, Unmapped};
 use crate::layout::Granule;
 use crate::ops::{DmaDomain, IovaAllocator};
 use crate::sync::{AtomicBool, Mutex, Ordering, lock};
+
+/// Entries per CPU flush ring by default (Linux `IOVA_DEFAULT_FQ_SIZE`; a ring
+/// holds one less).
+pub const FQ_DEFAULT_SIZE: usize = IOVA_DEFAULT_FQ_SIZE;
+/// Time from the first queued entry to the timer flush (Linux
+/// `IOVA_DEFAULT_FQ_TIMEOUT`), in ns. There is no timer thread: queueing arms a
+/// deadline on the cookie's clock and whoever drives time calls
+/// [`DmaCookie::poll_flush_queue`].
+pub const FQ_DEFAULT_TIMEOUT_NS: u64 = iommu_iova::IOVA_DEFAULT_FQ_TIMEOUT_NS;
+
+/// The domain as the flush queue's owner: its `flush_iotlb_all` and the release
+/// of the table pages an unmap freed.
+#[derive(Debug)]
+pub struct FqDomain<D>(D);
+
+impl<D: DmaDomain> FqOps<Vec<FreedTable>> for FqDomain<D> {
+    #[inline]
+    fn flush_iotlb_all(&self) -> core::result::Result<(), Errno> {
+        self.0.flush_iotlb_all()
+    }
+    #[inline]
+    fn free_payload(&self, tables: Vec<FreedTable>) {
+        if !tables.is_empty() {
+            self.0.free_tables(tables);
+        }
+    }
+}
+
+/// The allocator as the flush queue's sink: completed ranges go back through
+/// [`IovaAllocator::free`].
+#[derive(Debug)]
+pub struct FqIova<A>(A);
+
+impl<A: IovaAllocator> IovaSink for FqIova<A> {
+    #[inline]
+    fn release_range(&self, pfn: u64, pages: u64) {
+        self.0.free(pfn, pages);
+    }
+}
+
+/// The flush queue of a [`DmaCookie`]: iommu-iova's queue, with freed table
+/// lists as payload, over the cookie's domain and allocator.
+pub type CookieFlushQueue<D, A> = FlushQueue<Vec<FreedTable>, FqDomain<D>, FqIova<A>>;
+
+/// The DMA layer's errors for what the flush queue refuses.
+fn fq_error(e: iommu_iova::Error) -> Error {
+    match e {
+        iommu_iova::Error::Flush(errno) => Error::Domain(errno),
+        iommu_iova::Error::FqInactive => {
+            Error::Invalid("flush queue used before it was initialised")
+        }
+        iommu_iova::Error::BadConfig(why) => Error::Invalid(why),
+        _ => Error::Invalid("flush queue refused the range"),
+    }
+}
 
 /// Which decision of an unmap is being taken (for the protocol's single snapshot).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,22 +95,19 @@ enum Step {
 }
 
 /// The DMA state of one translating domain shared by all its devices.
-pub struct DmaCookie<D, A> {
-    domain: D,
-    iova: A,
+pub struct DmaCookie<D: DmaDomain, A: IovaAllocator> {
     granule: Granule,
     aperture: (u64, u64),
     start_pfn: u64,
     lazy: AtomicBool,
     strict_only: AtomicBool,
-    fq: FlushQueue,
-    fq_size: usize,
-    cpus: Arc<dyn CpuId>,
+    /// Owns the domain and the allocator (see [`DmaCookie::domain`]).
+    fq: CookieFlushQueue<D, A>,
     clock: Option<Arc<dyn Clock>>,
     init_lock: Mutex<()>,
 }
 
-impl<D, A> core::fmt::Debug for DmaCookie<D, A> {
+impl<D: DmaDomain, A: IovaAllocator> core::fmt::Debug for DmaCookie<D, A> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("DmaCookie")
             .field("granule", &self.granule)
@@ -67,8 +124,26 @@ impl<D: DmaDomain, A: IovaAllocator> DmaCookie<D, A> {
         Self::with_fq_size(domain, iova, cpus, FQ_DEFAULT_SIZE)
     }
 
-    /// Like [`DmaCookie::new`] with `fq_size` entries per flush ring.
+    /// Like [`DmaCookie::new`] with `fq_size` slots per flush ring (a power of two
+    /// ≥ 2; a ring holds `fq_size - 1` entries, as Linux's).
     pub fn with_fq_size(domain: D, iova: A, cpus: Arc<dyn CpuId>, fq_size: usize) -> Result<Self> {
+        let config = FqConfig {
+            kind: FqKind::PerCpu,
+            size: fq_size,
+            timeout_ns: FQ_DEFAULT_TIMEOUT_NS,
+        };
+        Self::with_fq_config(domain, iova, cpus, config)
+    }
+
+    /// Like [`DmaCookie::new`] with any flush-queue layout (for example
+    /// [`FqConfig::single`], the one large queue for IOMMUs whose global
+    /// invalidation is expensive).
+    pub fn with_fq_config(
+        domain: D,
+        iova: A,
+        cpus: Arc<dyn CpuId>,
+        config: FqConfig,
+    ) -> Result<Self> {
         let granule = Granule::new(
             domain
                 .pgsize_bitmap()
@@ -80,17 +155,24 @@ impl<D: DmaDomain, A: IovaAllocator> DmaCookie<D, A> {
             return Err(Error::Invalid("empty aperture"));
         }
         let start_pfn = (aperture.0 >> granule.shift()).max(1);
+        // Until `with_clock`, a clock that never moves: the timer is armed and
+        // reported, and fired by whoever calls `flush_queue_timer`.
+        let fq = FlushQueue::with_parts(
+            FqDomain(domain),
+            FqIova(iova),
+            Arc::new(VirtualClock::new(0)),
+            cpus,
+            config,
+        )
+        .map_err(fq_error)?
+        .into_inactive();
         Ok(Self {
-            domain,
-            iova,
             granule,
             aperture,
             start_pfn,
             lazy: AtomicBool::new(false),
             strict_only: AtomicBool::new(false),
-            fq: FlushQueue::new(cpus.count()),
-            fq_size,
-            cpus,
+            fq,
             clock: None,
             init_lock: Mutex::new(()),
         })
@@ -99,18 +181,21 @@ impl<D: DmaDomain, A: IovaAllocator> DmaCookie<D, A> {
     /// Drive the flush-queue timer from `clock`: queueing arms a deadline
     /// `FQ_DEFAULT_TIMEOUT_NS` ahead and [`DmaCookie::poll_flush_queue`] fires it.
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.fq.set_clock(clock.clone());
         self.clock = Some(clock);
         self
     }
 
     /// The domain.
+    #[inline]
     pub fn domain(&self) -> &D {
-        &self.domain
+        &self.fq.ops().0
     }
 
     /// The IOVA allocator.
+    #[inline]
     pub fn iova(&self) -> &A {
-        &self.iova
+        &self.fq.sink().0
     }
 
     /// The IOVA granule.
@@ -118,8 +203,8 @@ impl<D: DmaDomain, A: IovaAllocator> DmaCookie<D, A> {
         self.granule
     }
 
-    /// The flush queue (meaningful once lazy).
-    pub fn flush_queue(&self) -> &FlushQueue {
+    /// The flush queue (accepts entries once lazy).
+    pub fn flush_queue(&self) -> &CookieFlushQueue<D, A> {
         &self.fq
     }
 
@@ -153,7 +238,7 @@ impl<D: DmaDomain, A: IovaAllocator> DmaCookie<D, A> {
                 "an untrusted device forces strict invalidation",
             ));
         }
-        self.fq.init(self.fq_size);
+        self.fq.activate();
         self.lazy.store(true, Ordering::Release);
         Ok(())
     }
@@ -164,7 +249,7 @@ impl<D: DmaDomain, A: IovaAllocator> DmaCookie<D, A> {
     pub fn enable_flush_queue_publish_first(&self) -> Result<()> {
         let _g = lock(&self.init_lock);
         self.lazy.store(true, Ordering::Release);
-        self.fq.init(self.fq_size);
+        self.fq.activate();
         Ok(())
     }
 
@@ -185,10 +270,10 @@ impl<D: DmaDomain, A: IovaAllocator> DmaCookie<D, A> {
         } else {
             limit_pfn
         };
-        match self.iova.alloc(pages, limit_pfn, flush_rcache) {
+        match self.iova().alloc(pages, limit_pfn, flush_rcache) {
             Some(pfn) if pfn >= self.start_pfn && pfn + pages - 1 <= limit_pfn => Ok(pfn << shift),
             Some(pfn) => {
-                self.iova.free(pfn, pages);
+                self.iova().free(pfn, pages);
                 Err(Error::NoIovaSpace { bytes: size, limit })
             }
             None => Err(Error::NoIovaSpace { bytes: size, limit }),
@@ -199,12 +284,12 @@ impl<D: DmaDomain, A: IovaAllocator> DmaCookie<D, A> {
     /// invalidated synchronously).
     pub fn free_iova_now(&self, iova: u64, size: u64) {
         let shift = self.granule.shift();
-        self.iova.free(iova >> shift, size >> shift);
+        self.iova().free(iova >> shift, size >> shift);
     }
 
     /// Map through the domain.
     pub fn map(&self, iova: u64, pa: u64, size: u64, prot: Prot) -> Result<()> {
-        self.domain
+        self.domain()
             .map(Iova(iova), PhysAddr(pa), size, prot)
             .map_err(Error::Domain)
     }
@@ -248,7 +333,7 @@ impl<D: DmaDomain, A: IovaAllocator> DmaCookie<D, A> {
         };
         let mut unmapped = 0;
         for &(iova, len) in ranges {
-            unmapped += self.domain.unmap(Iova(iova), len, &mut gather);
+            unmapped += self.domain().unmap(Iova(iova), len, &mut gather);
         }
         if unmapped == 0 {
             // Nothing of ours was there: a bad or repeated unmap. Touch no IOVA.
@@ -256,22 +341,17 @@ impl<D: DmaDomain, A: IovaAllocator> DmaCookie<D, A> {
         }
         if !lazy_at(Step::Sync) {
             // On failure the IOVA is leaked on purpose: stale entries may remain.
-            self.domain.iotlb_sync(&mut gather).map_err(Error::Domain)?;
+            self.domain()
+                .iotlb_sync(&mut gather)
+                .map_err(Error::Domain)?;
         }
         let shift = self.granule.shift();
         let (pfn, pages) = (alloc_iova >> shift, alloc_size >> shift);
         if lazy_at(Step::Free) {
             let freelist = core::mem::take(&mut gather.freelist);
-            let now = self.clock.as_ref().map(|c| c.now_ns());
-            let cpu = self.cpus.current();
-            let range = Unmapped {
-                pfn,
-                pages,
-                freelist,
-            };
-            self.fq.queue(cpu, range, &self.domain, &self.iova, now)
+            self.fq.queue_iova(pfn, pages, freelist).map_err(fq_error)
         } else {
-            self.iova.free(pfn, pages);
+            self.iova().free(pfn, pages);
             Ok(())
         }
     }
@@ -282,21 +362,18 @@ impl<D: DmaDomain, A: IovaAllocator> DmaCookie<D, A> {
     pub fn unmap_unwind(&self, ranges: &[(u64, u64)]) -> Result<()> {
         let mut gather = IotlbGather::new();
         for &(iova, len) in ranges {
-            self.domain.unmap(Iova(iova), len, &mut gather);
+            self.domain().unmap(Iova(iova), len, &mut gather);
         }
-        self.domain.iotlb_sync(&mut gather).map_err(Error::Domain)
+        self.domain().iotlb_sync(&mut gather).map_err(Error::Domain)
     }
 
-    /// Run the flush-queue timer if its deadline has passed on the cookie's clock.
-    /// Returns whether it ran.
+    /// Run the flush-queue timer if its deadline has passed on the cookie's clock
+    /// (none without [`DmaCookie::with_clock`]). Returns whether it ran.
     pub fn poll_flush_queue(&self) -> Result<bool> {
-        let (Some(clock), Some(deadline)) = (&self.clock, self.fq.deadline()) else {
-            return Ok(false);
-        };
-        if clock.now_ns() < deadline {
+        if self.clock.is_none() || !self.lazy.load(Ordering::Acquire) {
             return Ok(false);
         }
-        self.flush_queue_timer().map(|()| true)
+        self.fq.poll().map_err(fq_error)
     }
 
     /// The flush-queue timer: flush the domain once and free every completed entry.
@@ -305,6 +382,6 @@ impl<D: DmaDomain, A: IovaAllocator> DmaCookie<D, A> {
         if !self.lazy.load(Ordering::Acquire) {
             return Ok(());
         }
-        self.fq.timer(&self.domain, &self.iova)
+        self.fq.fire_timer().map_err(fq_error)
     }
 }

@@ -138,7 +138,7 @@ impl DmaAlloc {
 }
 
 /// The DMA API for one device attached to a DMA domain.
-pub struct DmaDevice<D, A> {
+pub struct DmaDevice<D: DmaDomain, A: IovaAllocator> {
     cookie: Arc<DmaCookie<D, A>>,
     mem: Arc<dyn PhysMem>,
     swiotlb: Option<Arc<Swiotlb>>,
@@ -147,7 +147,7 @@ pub struct DmaDevice<D, A> {
     exposed: AtomicU64,
 }
 
-impl<D, A> core::fmt::Debug for DmaDevice<D, A> {
+impl<D: DmaDomain, A: IovaAllocator> core::fmt::Debug for DmaDevice<D, A> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("DmaDevice").field("cfg", &self.cfg).finish()
     }

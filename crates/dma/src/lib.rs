@@ -4,25 +4,24 @@
 //! invalidation and the live strict → lazy switch.
 //!
 //! Layers, bottom up: [`layout`] (pure mapping arithmetic), [`swiotlb`] (bounce
-//! pool), [`ops`] (the domain and IOVA-allocator traits consumed), [`fq`] and
-//! [`cookie`] (flush queues and the strict/lazy protocol, model-checked with loom),
-//! [`device`] (the per-device API). [`mock`] is a software domain with a modelled
-//! IOTLB for tests and benchmarks; [`iova`] a simple allocator for any granule.
+//! pool), [`ops`] (the domain and IOVA-allocator traits consumed), [`cookie`]
+//! (the strict/lazy protocol over `iommu-iova`'s flush queue, model-checked with
+//! loom), [`device`] (the per-device API), [`bind`] (the real crates behind the
+//! traits: iommu-core domains and `iommu_iova::IovaDomain`). [`mock`] is a
+//! software domain with a modelled IOTLB for tests and benchmarks.
 
 pub mod bind;
 pub mod cookie;
 pub mod device;
 pub mod dir;
 pub mod error;
-pub mod fq;
-pub mod iova;
 pub mod layout;
 pub mod mock;
 pub mod ops;
 pub mod swiotlb;
 mod sync;
 
-pub use cookie::DmaCookie;
+pub use cookie::{CookieFlushQueue, DmaCookie, FQ_DEFAULT_SIZE, FQ_DEFAULT_TIMEOUT_NS};
 pub use device::{DeviceConfig, DmaAlloc, DmaAttrs, DmaDevice, SgMapping};
 pub use dir::DmaDirection;
 pub use error::{Error, Result};

@@ -37,7 +37,7 @@ fn map_page_device_reads_and_writes_the_buffer_then_strict_unmap_faults() {
         rig.domain.dma_read(&*rig.mem, dma, &mut [0; 4]).is_err(),
         "next access faults"
     );
-    assert_eq!(rig.iova.inner.live(), 0);
+    assert_eq!(rig.iova.live(), 0);
     assert!(matches!(
         dev.unmap_page(dma, 3000, DmaDirection::Bidirectional, NA),
         Err(Error::NotMapped { .. })
@@ -81,7 +81,7 @@ fn lazy_unmap_keeps_the_iova_until_a_flush_completes() {
         "stale entry remains until the flush"
     );
     assert!(
-        rig.iova.inner.overlaps(dma >> 12, 2),
+        rig.iova.overlaps(dma >> 12, 2),
         "IOVA not free before the flush"
     );
     // New mappings cannot land on the queued IOVA.
@@ -93,13 +93,13 @@ fn lazy_unmap_keeps_the_iova_until_a_flush_completes() {
     }
     rig.cookie.flush_queue_timer().unwrap();
     assert!(!rig.domain.tlb_holds(dma, 8192));
-    assert_eq!(rig.iova.inner.live(), 0);
-    assert_eq!(rig.cookie.flush_queue().pending(), 0);
+    assert_eq!(rig.iova.live(), 0);
+    assert_eq!(rig.cookie.flush_queue().occupancy(), 0);
 }
 
 #[test]
 fn full_flush_queue_flushes_synchronously() {
-    let rig = Rig::new(4 * K, 4 * K); // 8 entries per ring
+    let rig = Rig::new(4 * K, 4 * K); // 8 slots per ring: 7 entries
     let dev = rig.device(trusted(4 * K));
     rig.cookie.enable_flush_queue().unwrap();
     let buf = rig.buffer(0, 4096);
@@ -107,7 +107,7 @@ fn full_flush_queue_flushes_synchronously() {
         let d = dev.map_page(buf, 4096, DmaDirection::ToDevice, NA).unwrap();
         rig.domain.dma_read(&*rig.mem, d, &mut [0; 4]).unwrap();
         dev.unmap_page(d, 4096, DmaDirection::ToDevice, NA).unwrap();
-        assert!(rig.cookie.flush_queue().pending() <= 8);
+        assert!(rig.cookie.flush_queue().occupancy() <= 7);
     }
     assert!(rig.domain.stats().flushes >= 2);
     assert!(rig.cookie.flush_queue().timer_armed());
@@ -290,7 +290,7 @@ fn swiotlb_exhaustion_is_a_clear_error_and_leaves_nothing_mapped() {
     assert_eq!(live.len(), 64);
     assert!(matches!(err, Error::SwiotlbFull { .. }), "{err:?}");
     assert_eq!(err.errno(), Errno::ENOMEM);
-    assert_eq!(rig.iova.inner.live(), 64, "failed call released its IOVA");
+    assert_eq!(rig.iova.live(), 64, "failed call released its IOVA");
     for d in live {
         dev.unmap_page(d, 64, DmaDirection::ToDevice, NA).unwrap();
     }
@@ -335,10 +335,10 @@ fn map_sg_one_allocation_merged_segments_device_sees_the_list() {
         }
         assert_eq!(got, want, "g={g:#x} page={page:#x}");
         assert_eq!(dev.exposed_bytes(), m.exposed);
-        assert_eq!(rig.iova.inner.live(), 1, "one IOVA allocation");
+        assert_eq!(rig.iova.live(), 1, "one IOVA allocation");
         dev.unmap_sg(m, NA).unwrap();
         assert_eq!(rig.domain.mapped_granules(), 0);
-        assert_eq!(rig.iova.inner.live(), 0);
+        assert_eq!(rig.iova.live(), 0);
         assert_eq!(dev.exposed_bytes(), 0);
     }
 }
@@ -359,7 +359,7 @@ fn map_sg_failure_midway_unwinds_everything() {
         .unwrap_err();
     assert_eq!(err.errno(), Errno::ENOMEM);
     assert_eq!(rig.domain.mapped_granules(), 0);
-    assert_eq!(rig.iova.inner.live(), 0);
+    assert_eq!(rig.iova.live(), 0);
     assert_eq!(dev.exposed_bytes(), 0);
     rig.domain.fail_maps_after(u64::MAX);
     let m = dev.map_sg(&list, DmaDirection::Bidirectional, NA).unwrap();
@@ -376,7 +376,7 @@ fn map_sg_failure_midway_unwinds_everything() {
     rig.domain.fail_maps_after(3);
     assert!(dev.map_sg(&list, DmaDirection::FromDevice, NA).is_err());
     assert_eq!(rig.domain.mapped_granules(), 0);
-    assert_eq!(rig.iova.inner.live(), 0);
+    assert_eq!(rig.iova.live(), 0);
     assert_eq!(rig.pool.stats().used_slots, 0);
     rig.domain.fail_maps_after(u64::MAX);
     let m = dev.map_sg(&list, DmaDirection::FromDevice, NA).unwrap();
@@ -538,7 +538,7 @@ fn flush_queue_timer_fires_on_the_clock_deadline() {
     let cookie = Arc::new(
         iommu_dma::DmaCookie::new(
             domain.clone(),
-            Arc::new(iommu_dma::iova::SimpleIova::new(1)),
+            Arc::new(iommu_iova::IovaDomain::new(4 * K, 1).unwrap()),
             Arc::new(iommu_types::FixedCpuId { id: 0, count: 1 }),
         )
         .unwrap()
@@ -552,13 +552,13 @@ fn flush_queue_timer_fires_on_the_clock_deadline() {
     let d = dev.map_page(buf, 4096, DmaDirection::ToDevice, NA).unwrap();
     dev.unmap_page(d, 4096, DmaDirection::ToDevice, NA).unwrap();
     let deadline = cookie.flush_queue().deadline().unwrap();
-    assert_eq!(deadline, 1_000 + iommu_dma::fq::FQ_DEFAULT_TIMEOUT_NS);
-    clock.advance(iommu_dma::fq::FQ_DEFAULT_TIMEOUT_NS - 1);
+    assert_eq!(deadline, 1_000 + iommu_dma::FQ_DEFAULT_TIMEOUT_NS);
+    clock.advance(iommu_dma::FQ_DEFAULT_TIMEOUT_NS - 1);
     assert!(!cookie.poll_flush_queue().unwrap(), "not yet");
-    assert_eq!(cookie.flush_queue().pending(), 1);
+    assert_eq!(cookie.flush_queue().occupancy(), 1);
     clock.advance(1);
     assert!(cookie.poll_flush_queue().unwrap());
-    assert_eq!(cookie.flush_queue().pending(), 0);
+    assert_eq!(cookie.flush_queue().occupancy(), 0);
     assert_eq!(cookie.flush_queue().deadline(), None);
     assert_eq!(domain.stats().flushes, 1);
 }

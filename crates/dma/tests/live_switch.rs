@@ -73,7 +73,7 @@ fn switch_to_lazy_while_mapping_on_other_threads() {
     );
     assert!(under_load.flushes > 0);
     rig.cookie.flush_queue_timer().unwrap();
-    assert_eq!(rig.iova.inner.live(), 0, "every IOVA came back");
+    assert_eq!(rig.iova.live(), 0, "every IOVA came back");
     assert_eq!(rig.domain.mapped_granules(), 0);
     let s = rig.domain.stats();
     assert!(

@@ -1,41 +1,48 @@
 //! Model check of the live strict → lazy switch (reference `software.md` §1.4,
-//! seed 000) over the crate's real cookie, flush queue and unmap code, with loom's
-//! atomics and mutexes swapped in by the `sync` shim.
+//! seed 000) over the real code: this crate's cookie and unmap, iommu-iova's flush
+//! queue and IOVA allocator, with loom's atomics and mutexes swapped in by both
+//! crates' `sync` shims.
 //!
 //! Run with:
 //! `RUSTFLAGS="--cfg loom" cargo test -p iommu-dma --release --test loom_switch`
 //!
 //! Property: no interleaving frees an IOVA (so it could be reused) while the
 //! IOTLB may still hold a translation for it. The allocator below checks it on
-//! every free, against a mock domain whose IOTLB keeps entries until an
-//! invalidation. Two deliberately broken variants must be caught: the flag read
+//! every free (the flush queue releases through it), against a mock domain whose
+//! IOTLB keeps entries until an invalidation. Two deliberately broken variants must be caught: the flag read
 //! twice in the unmap path (the v2 bug of the seed), and the flag published before
 //! the flush queue is initialised.
 #![cfg(loom)]
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use iommu_dma::iova::SimpleIova;
 use iommu_dma::mock::MockDomain;
 use iommu_dma::{DmaCookie, IovaAllocator};
+use iommu_iova::IovaDomain;
 use iommu_types::{FixedCpuId, Prot};
 
 const G: u64 = 4096;
 
+/// iommu-iova's allocator, checking every free and counting live ranges.
 struct CheckedIova {
-    inner: SimpleIova,
+    inner: IovaDomain,
     domain: Arc<MockDomain>,
+    live: AtomicU64,
 }
 
 impl IovaAllocator for CheckedIova {
     fn alloc(&self, pages: u64, limit_pfn: u64, flush: bool) -> Option<u64> {
-        self.inner.alloc(pages, limit_pfn, flush)
+        let pfn = self.inner.alloc(pages, limit_pfn, flush)?;
+        self.live.fetch_add(1, Ordering::Relaxed);
+        Some(pfn)
     }
     fn free(&self, pfn: u64, pages: u64) {
         assert!(
             !self.domain.tlb_holds(pfn * G, pages * G),
             "IOVA pfn {pfn:#x} freed while a stale IOTLB entry may still translate it"
         );
+        self.live.fetch_sub(1, Ordering::Relaxed);
         self.inner.free(pfn, pages);
     }
 }
@@ -53,8 +60,13 @@ fn model(variant: Variant) {
     b.check(move || {
         let domain = Arc::new(MockDomain::new(G));
         let iova = Arc::new(CheckedIova {
-            inner: SimpleIova::new(1),
+            inner: IovaDomain::builder(G, 1)
+                .cpus(Arc::new(FixedCpuId { id: 0, count: 1 }))
+                .magazine_size(2)
+                .build()
+                .unwrap(),
             domain: domain.clone(),
+            live: AtomicU64::new(0),
         });
         let cookie = Arc::new(
             DmaCookie::with_fq_size(
@@ -98,7 +110,7 @@ fn model(variant: Variant) {
         // Whatever path was taken, the IOVA is free after one more timer flush,
         // and nothing stale remains.
         cookie.flush_queue_timer().unwrap();
-        assert_eq!(iova.inner.live(), 0);
+        assert_eq!(iova.live.load(Ordering::Relaxed), 0);
         assert!(!domain.tlb_holds(a, G));
     });
 }

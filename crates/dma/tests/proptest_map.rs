@@ -95,7 +95,7 @@ proptest! {
             dev.unmap_page(dma, len, dir, DmaAttrs::default()).unwrap();
         }
         prop_assert_eq!(rig.domain.mapped_granules(), 0);
-        prop_assert_eq!(rig.iova.inner.live(), 0);
+        prop_assert_eq!(rig.iova.live(), 0);
         prop_assert_eq!(rig.pool.stats().used_slots, 0);
         prop_assert_eq!(dev.exposed_bytes(), 0);
     }

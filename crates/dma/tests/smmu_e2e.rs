@@ -315,7 +315,7 @@ fn lazy_unmap_never_reuses_an_iova_before_its_flush() {
     for &d in &queued {
         assert!(rig.read(d, 1).is_err(), "no translation after the flush");
     }
-    assert_eq!(rig.cookie.flush_queue().pending(), 0);
+    assert_eq!(rig.cookie.flush_queue().occupancy(), 0);
     assert_eq!(
         rig.iova.checks.load(Ordering::Relaxed),
         10,

@@ -40,6 +40,12 @@ pub enum Error {
         /// The size given.
         size: u64,
     },
+    /// The flush queue's invalidation failed; nothing was freed on its account.
+    #[error("flush-queue invalidation failed: {0}")]
+    Flush(Errno),
+    /// An entry was queued on a flush queue that was not activated yet.
+    #[error("flush queue used before it was initialised")]
+    FqInactive,
     /// A configuration value is out of range.
     #[error("invalid configuration: {0}")]
     BadConfig(&'static str),
@@ -53,6 +59,8 @@ impl Error {
             Error::BadFastFree { .. } | Error::BadConfig(_) => Errno::EINVAL,
             Error::NoSpace { .. } => Errno::ENOSPC,
             Error::NotFound(_) => Errno::ENOENT,
+            Error::Flush(e) => *e,
+            Error::FqInactive => Errno::EINVAL,
         }
     }
 }

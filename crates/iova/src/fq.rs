@@ -4,8 +4,18 @@
 //! An unmapped range is not freed at once: it waits in a ring, stamped with the
 //! flush-start counter, until a flush of the whole IOTLB that started after it was
 //! queued has finished (`counter < finish_cnt`). Then its freed page-table pages
-//! (the payload `P`) go to [`FqOps::free_payload`] and its pfns back through
-//! [`IovaDomain::free_iova_fast`].
+//! (the payload `P`) go to [`FqOps::free_payload`] and its pfns to the queue's
+//! [`IovaSink`]: by default an [`IovaDomain`] (`free_iova_fast`), or anything else
+//! that takes ranges back (the DMA layer passes its own allocator binding, so its
+//! model checks observe every free).
+//!
+//! # Lifecycle
+//!
+//! A queue is usually ready when built. One that is built *inactive*
+//! ([`FlushQueue::into_inactive`]) refuses entries until [`FlushQueue::activate`]
+//! resets its counters and marks it ready: the DMA layer builds it with the
+//! cookie and activates it in the live strict → lazy switch, before publishing its
+//! lazy flag with Release (`iommu_dma_init_fq`).
 //!
 //! # Timer
 //!
@@ -13,24 +23,33 @@
 //! entry is queued and no deadline is pending (one CPU wins the arming, as Linux's
 //! `fq_timer_on` exchange); whoever drives time (the DMA layer, the simulator, a
 //! test) calls [`FlushQueue::poll`], which, once the deadline has passed, disarms
-//! it, flushes once and frees the completed entries of every ring. As in Linux the
-//! timer is not re-armed by the timeout itself, only by the next queued entry.
+//! it, flushes once and frees the completed entries of every ring
+//! ([`FlushQueue::fire_timer`] does the same without looking at the clock). As in
+//! Linux the timer is not re-armed by the timeout itself, only by the next queued
+//! entry.
+//!
+//! # Failed invalidations
+//!
+//! [`FqOps::flush_iotlb_all`] may fail. Then `finish_cnt` does not advance, so
+//! nothing is freed on that flush's account, its `start_cnt` increment is taken
+//! back (so later entries do not wait for one extra flush per failure), and the
+//! error is returned.
 //!
 //! # Callbacks and locks
 //!
-//! `flush_iotlb_all` and `free_payload` are called with a ring lock held (a full
-//! ring flushes synchronously under its lock, as Linux does), so they must not call
-//! back into the same queue.
+//! `flush_iotlb_all`, `free_payload` and [`IovaSink::release_range`] are called
+//! with a ring lock held (a full ring flushes synchronously under its lock, as
+//! Linux does), so they must not call back into the same queue.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use iommu_types::Clock;
+use iommu_types::{Clock, CpuId, Errno};
 
 use crate::domain::IovaDomain;
 use crate::error::{Error, Result};
 use crate::stats::FqStats;
-use crate::sync::{AtomicU64, CachePadded, Lock, Ordering, fence};
+use crate::sync::{AtomicBool, AtomicU64, CachePadded, Lock, Ordering, fence};
 
 /// Entries per CPU ring in the default per-CPU variant (`IOVA_DEFAULT_FQ_SIZE`).
 pub const IOVA_DEFAULT_FQ_SIZE: usize = 256;
@@ -86,13 +105,69 @@ impl FqConfig {
     }
 }
 
-/// What the queue needs from its domain's owner.
+/// What the queue needs from its domain's owner: the invalidation and the
+/// release of the payload.
 pub trait FqOps<P>: Send + Sync {
     /// Invalidate the whole IOTLB of the domain and wait for completion (the
-    /// driver's `flush_iotlb_all`). May run on several CPUs at once.
-    fn flush_iotlb_all(&self);
+    /// driver's `flush_iotlb_all`). May run on several CPUs at once. An error means
+    /// the invalidation may not have completed: nothing is freed on its account.
+    fn flush_iotlb_all(&self) -> core::result::Result<(), Errno>;
     /// Take back the freed page-table pages of an entry whose flush has completed.
     fn free_payload(&self, payload: P);
+}
+
+impl<P, T: FqOps<P> + ?Sized> FqOps<P> for Arc<T> {
+    #[inline]
+    fn flush_iotlb_all(&self) -> core::result::Result<(), Errno> {
+        (**self).flush_iotlb_all()
+    }
+    #[inline]
+    fn free_payload(&self, payload: P) {
+        (**self).free_payload(payload)
+    }
+}
+
+/// Where the pfns of a completed entry go: "free this `(pfn, pages)`".
+///
+/// [`IovaDomain`] implements it with `free_iova_fast`; another owner (the DMA
+/// layer's allocator binding, a checking wrapper in a test) can take the ranges
+/// back itself.
+pub trait IovaSink: Send + Sync {
+    /// Refuse, before anything is queued, a range this sink can never take back
+    /// (the queue then drops the entry's payload instead of releasing it later).
+    /// The default accepts everything.
+    fn check_release(&self, pfn: u64, pages: u64) -> Result<()> {
+        let _ = (pfn, pages);
+        Ok(())
+    }
+    /// Take back `pages` pfns at `pfn`: their unmap has been invalidated, so the
+    /// range may be handed out again.
+    fn release_range(&self, pfn: u64, pages: u64);
+}
+
+impl IovaSink for IovaDomain {
+    #[inline]
+    fn check_release(&self, pfn: u64, pages: u64) -> Result<()> {
+        self.check_fast_free(pfn, pages)
+    }
+    #[inline]
+    fn release_range(&self, pfn: u64, pages: u64) {
+        // Checked at queue time, so this cannot fail unless the caller queued a
+        // range it never allocated; such a range is dropped rather than corrupting
+        // the caches.
+        let _ = self.free_iova_fast(pfn, pages);
+    }
+}
+
+impl<T: IovaSink + ?Sized> IovaSink for Arc<T> {
+    #[inline]
+    fn check_release(&self, pfn: u64, pages: u64) -> Result<()> {
+        (**self).check_release(pfn, pages)
+    }
+    #[inline]
+    fn release_range(&self, pfn: u64, pages: u64) {
+        (**self).release_range(pfn, pages)
+    }
 }
 
 /// One deferred free.
@@ -100,7 +175,7 @@ pub trait FqOps<P>: Send + Sync {
 pub struct FqEntry<P> {
     /// First pfn of the range.
     pub iova_pfn: u64,
-    /// Size in pfns, as passed to [`IovaDomain::free_iova_fast`].
+    /// Size in pfns, as passed to [`IovaSink::release_range`].
     pub pages: u64,
     /// Freed page-table pages.
     pub payload: P,
@@ -146,27 +221,32 @@ enum Reason {
     Explicit,
 }
 
-/// A flush queue over an [`IovaDomain`], generic in the freed page-table payload
-/// `P` (the DMA layer uses a list of freed tables; `()` works when there is none).
-pub struct FlushQueue<P: Send> {
-    iovad: Arc<IovaDomain>,
-    ops: Arc<dyn FqOps<P>>,
+/// A flush queue, generic in the freed page-table payload `P` (the DMA layer uses
+/// a list of freed tables; `()` works when there is none), in the owner's
+/// callbacks `O` and in the [`IovaSink`] `S` the freed ranges go to. The defaults
+/// are a shared `dyn` [`FqOps`] and an [`IovaDomain`].
+pub struct FlushQueue<P: Send, O: FqOps<P> = Arc<dyn FqOps<P>>, S: IovaSink = Arc<IovaDomain>> {
+    ops: O,
+    sink: S,
     clock: Arc<dyn Clock>,
+    cpus: Arc<dyn CpuId>,
     rings: Box<[CachePadded<Lock<Ring<P>>>]>,
     capacity: usize,
     timeout_ns: u64,
+    active: AtomicBool,
     start_cnt: AtomicU64,
     finish_cnt: AtomicU64,
     deadline: AtomicU64,
     counters: Counters,
 }
 
-impl<P: Send> core::fmt::Debug for FlushQueue<P> {
+impl<P: Send, O: FqOps<P>, S: IovaSink> core::fmt::Debug for FlushQueue<P, O, S> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("FlushQueue")
             .field("rings", &self.rings.len())
             .field("capacity", &self.capacity)
             .field("timeout_ns", &self.timeout_ns)
+            .field("active", &self.active.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
 }
@@ -180,13 +260,34 @@ impl<P: Send> FlushQueue<P> {
         clock: Arc<dyn Clock>,
         config: FqConfig,
     ) -> Result<Self> {
+        let cpus = iovad.cpu_ids().clone();
+        Self::with_parts(ops, iovad, clock, cpus, config)
+    }
+
+    /// The domain this queue frees into.
+    pub fn domain(&self) -> &Arc<IovaDomain> {
+        &self.sink
+    }
+}
+
+impl<P: Send, O: FqOps<P>, S: IovaSink> FlushQueue<P, O, S> {
+    /// A ready queue flushing through `ops`, releasing ranges to `sink`, timed by
+    /// `clock`, with one ring per CPU of `cpus` (or one ring for
+    /// [`FqKind::Single`]).
+    pub fn with_parts(
+        ops: O,
+        sink: S,
+        clock: Arc<dyn Clock>,
+        cpus: Arc<dyn CpuId>,
+        config: FqConfig,
+    ) -> Result<Self> {
         if config.size < 2 || !config.size.is_power_of_two() {
             return Err(Error::BadConfig(
                 "flush queue size must be a power of two >= 2",
             ));
         }
         let nrings = match config.kind {
-            FqKind::PerCpu => iovad.ncpus(),
+            FqKind::PerCpu => cpus.count().max(1),
             FqKind::Single => 1,
         };
         let capacity = config.size - 1;
@@ -198,12 +299,14 @@ impl<P: Send> FlushQueue<P> {
             })
             .collect();
         Ok(Self {
-            iovad,
             ops,
+            sink,
             clock,
+            cpus,
             rings,
             capacity,
             timeout_ns: config.timeout_ns,
+            active: AtomicBool::new(true),
             // Linux resets both counters at init.
             start_cnt: AtomicU64::new(0),
             finish_cnt: AtomicU64::new(0),
@@ -212,9 +315,44 @@ impl<P: Send> FlushQueue<P> {
         })
     }
 
-    /// The domain this queue frees into.
-    pub fn domain(&self) -> &Arc<IovaDomain> {
-        &self.iovad
+    /// This queue, but refusing entries ([`Error::FqInactive`]) until
+    /// [`activate`](Self::activate) is called.
+    pub fn into_inactive(self) -> Self {
+        self.active.store(false, Ordering::Relaxed);
+        self
+    }
+
+    /// Make an inactive queue ready (`iommu_dma_init_fq`): reset both counters,
+    /// then mark it active. The stores are Relaxed: the caller publishes the queue
+    /// afterwards with a Release store (its lazy flag) that users load with
+    /// Acquire before queueing. A no-op on an active queue.
+    pub fn activate(&self) {
+        if self.active.load(Ordering::Relaxed) {
+            return;
+        }
+        self.start_cnt.store(0, Ordering::Relaxed);
+        self.finish_cnt.store(0, Ordering::Relaxed);
+        self.active.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the queue accepts entries.
+    pub fn is_active(&self) -> bool {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    /// Drive the timeout from another clock (before the queue is shared).
+    pub fn set_clock(&mut self, clock: Arc<dyn Clock>) {
+        self.clock = clock;
+    }
+
+    /// The owner's callbacks.
+    pub fn ops(&self) -> &O {
+        &self.ops
+    }
+
+    /// Where freed ranges go.
+    pub fn sink(&self) -> &S {
+        &self.sink
     }
 
     /// Entries one ring can hold.
@@ -227,18 +365,30 @@ impl<P: Send> FlushQueue<P> {
         self.rings.len()
     }
 
+    #[inline]
     fn ring(&self) -> &Lock<Ring<P>> {
         if self.rings.len() == 1 {
             &self.rings[0]
         } else {
-            &self.rings[self.iovad.current_cpu() % self.rings.len()]
+            let c = self.cpus.current();
+            let n = self.rings.len();
+            &self.rings[if c < n { c } else { c % n }]
         }
     }
 
     /// Flush: `start_cnt++`, invalidate everything, `finish_cnt++`.
-    fn flush(&self, why: Reason) {
+    ///
+    /// A failed invalidation takes its `start_cnt++` back instead. That keeps the
+    /// rule safe: an entry queued at `counter = c` has seen at most `c` started
+    /// flushes that will succeed, so `finish_cnt > c` still proves one that
+    /// started after it completed; and it keeps the queue live: without the
+    /// rollback every later entry would wait for one more flush per failure.
+    fn flush(&self, why: Reason) -> Result<()> {
         self.start_cnt.fetch_add(1, Ordering::SeqCst);
-        self.ops.flush_iotlb_all();
+        if let Err(e) = self.ops.flush_iotlb_all() {
+            self.start_cnt.fetch_sub(1, Ordering::SeqCst);
+            return Err(Error::Flush(e));
+        }
         self.finish_cnt.fetch_add(1, Ordering::SeqCst);
         let c = match why {
             Reason::Full => &self.counters.full,
@@ -246,6 +396,7 @@ impl<P: Send> FlushQueue<P> {
             Reason::Explicit => &self.counters.explicit,
         };
         c.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Free, in ring order, every entry whose flush has completed.
@@ -256,7 +407,8 @@ impl<P: Send> FlushQueue<P> {
             let Some(e) = ring.entries.pop_front() else {
                 break;
             };
-            self.release(e);
+            self.ops.free_payload(e.payload);
+            self.sink.release_range(e.iova_pfn, e.pages);
             n += 1;
         }
         if n > 0 {
@@ -264,30 +416,30 @@ impl<P: Send> FlushQueue<P> {
         }
     }
 
-    fn release(&self, e: FqEntry<P>) {
-        self.ops.free_payload(e.payload);
-        // The pfn came from `alloc_iova_fast` for `pages`, so this cannot fail
-        // unless the caller queued a range it never allocated; such a range is
-        // dropped rather than corrupting the caches.
-        let _ = self.iovad.free_iova_fast(e.iova_pfn, e.pages);
-    }
-
     /// Defer freeing `pages` pfns at `iova_pfn` and their freed page-table pages
     /// until a flush that starts after this call has completed (Linux's
     /// `queue_iova`). The caller must have cleared the PTEs before calling. A full
     /// ring is flushed synchronously first. Arms the timeout if it is not pending.
-    /// A range the fast path cannot have handed out is refused up front; its
-    /// payload is then dropped, never handed to `free_payload`, because the
-    /// IOMMU may still walk those tables until a flush.
+    ///
+    /// Refused up front, with the payload dropped (never handed to
+    /// `free_payload`, because the IOMMU may still walk those tables until a
+    /// flush): a range the sink can never take back, any entry while the queue
+    /// is inactive, and an entry whose ring was full and whose synchronous flush
+    /// failed (its IOVA is then leaked on purpose: stale entries may remain).
     pub fn queue_iova(&self, iova_pfn: u64, pages: u64, payload: P) -> Result<()> {
-        self.iovad.check_fast_free(iova_pfn, pages)?;
+        self.sink.check_release(iova_pfn, pages)?;
+        if !self.active.load(Ordering::Relaxed) {
+            // Only reachable if the queue was published before `activate` (the
+            // bug §1.4 warns about): refuse rather than lose the range silently.
+            return Err(Error::FqInactive);
+        }
         // Order the caller's PTE clears before the counter sample (smp_mb).
         fence(Ordering::SeqCst);
         {
             let mut ring = self.ring().lock();
             self.ring_free_locked(&mut ring);
             if ring.entries.len() >= self.capacity {
-                self.flush(Reason::Full);
+                self.flush(Reason::Full)?;
                 self.ring_free_locked(&mut ring);
             }
             let counter = self.start_cnt.load(Ordering::SeqCst);
@@ -330,23 +482,40 @@ impl<P: Send> FlushQueue<P> {
         }
     }
 
+    /// Whether the timeout is armed (an entry was queued since it last ran).
+    pub fn timer_armed(&self) -> bool {
+        self.deadline().is_some()
+    }
+
     /// Run the timeout if it is due by the clock: disarm, flush once, free the
-    /// completed entries of every ring. Returns whether it ran.
-    pub fn poll(&self) -> bool {
+    /// completed entries of every ring. Returns whether it ran (an error if its
+    /// flush failed; the timer is then disarmed until the next queued entry).
+    pub fn poll(&self) -> Result<bool> {
         let d = self.deadline.load(Ordering::Acquire);
         if d == TIMER_OFF || self.clock.now_ns() < d {
-            return false;
+            return Ok(false);
         }
         if self
             .deadline
             .compare_exchange(d, TIMER_OFF, Ordering::AcqRel, Ordering::Relaxed)
             .is_err()
         {
-            return false;
+            return Ok(false);
         }
-        self.flush(Reason::Timeout);
+        self.timeout_work().map(|()| true)
+    }
+
+    /// Run the timeout's work now, whatever the clock says: disarm, flush once,
+    /// free the completed entries of every ring (for an owner with its own timer).
+    pub fn fire_timer(&self) -> Result<()> {
+        self.deadline.store(TIMER_OFF, Ordering::Release);
+        self.timeout_work()
+    }
+
+    fn timeout_work(&self) -> Result<()> {
+        self.flush(Reason::Timeout)?;
         self.free_all_rings();
-        true
+        Ok(())
     }
 
     fn free_all_rings(&self) {
@@ -357,14 +526,20 @@ impl<P: Send> FlushQueue<P> {
 
     /// Flush now and free every entry queued before this call (for a switch back
     /// to strict, or before tearing the domain down).
-    pub fn flush_all(&self) {
-        self.flush(Reason::Explicit);
+    pub fn flush_all(&self) -> Result<()> {
+        self.flush(Reason::Explicit)?;
         self.free_all_rings();
+        Ok(())
     }
 
     /// Entries waiting, over all rings.
     pub fn occupancy(&self) -> usize {
         self.rings.iter().map(|r| r.lock().entries.len()).sum()
+    }
+
+    /// Completed flushes (`finish_cnt`).
+    pub fn flushes(&self) -> u64 {
+        self.finish_cnt.load(Ordering::Relaxed)
     }
 
     /// The flush counters `(start_cnt, finish_cnt)`.
@@ -391,13 +566,14 @@ impl<P: Send> FlushQueue<P> {
     }
 }
 
-impl<P: Send> Drop for FlushQueue<P> {
+impl<P: Send, O: FqOps<P>, S: IovaSink> Drop for FlushQueue<P, O, S> {
     /// Teardown: if anything is still queued, flush once and release it all, so
     /// that no page-table page and no IOVA is lost (Linux frees only the pages,
-    /// because its IOVA domain dies with the queue; ours may outlive it).
+    /// because its IOVA domain dies with the queue; ours may outlive it). If that
+    /// flush fails, the entries are dropped unreleased: leaked, never reused.
     fn drop(&mut self) {
         if self.rings.iter().any(|r| !r.lock().entries.is_empty()) {
-            self.flush_all();
+            let _ = self.flush_all();
         }
     }
 }
@@ -423,8 +599,9 @@ mod tests {
     }
 
     impl FqOps<u32> for Recorder {
-        fn flush_iotlb_all(&self) {
+        fn flush_iotlb_all(&self) -> core::result::Result<(), Errno> {
             self.flushes.fetch_add(1, Ordering::SeqCst);
+            Ok(())
         }
         fn free_payload(&self, payload: u32) {
             self.freed.lock().push(payload);
@@ -494,7 +671,7 @@ mod tests {
         // Still allocated: the next allocation must not get it.
         assert_ne!(d.alloc_iova_fast(1, 1000, true).unwrap(), p);
         assert!(ops.freed.lock().is_empty());
-        fq.flush_all();
+        fq.flush_all().unwrap();
         assert_eq!(*ops.freed.lock(), vec![7]);
         assert_eq!(
             d.alloc_iova_fast(1, 1000, true),
@@ -521,7 +698,7 @@ mod tests {
         fq.queue_iova(q, 1, 2).unwrap();
         assert_eq!(fq.occupancy(), 2);
         // A full flush starting now frees both.
-        fq.flush_all();
+        fq.flush_all().unwrap();
         assert_eq!(fq.occupancy(), 0);
     }
 
@@ -559,14 +736,14 @@ mod tests {
         fq.queue_iova(b, 1, 2).unwrap();
         // Not re-armed by the second entry.
         assert_eq!(fq.deadline(), Some(1_000 + IOVA_DEFAULT_FQ_TIMEOUT_NS));
-        assert!(!fq.poll());
+        assert!(!fq.poll().unwrap());
         clock.advance(5_000_000 - 1);
-        assert!(!fq.poll());
+        assert!(!fq.poll().unwrap());
         clock.advance(1);
-        assert!(fq.poll());
+        assert!(fq.poll().unwrap());
         assert_eq!(ops.freed.lock().len(), 2);
         assert_eq!(fq.deadline(), None);
-        assert!(!fq.poll(), "the timeout does not re-arm itself");
+        assert!(!fq.poll().unwrap(), "the timeout does not re-arm itself");
         let s = fq.stats();
         assert_eq!((s.flushes_timeout, s.timer_arms), (1, 1));
     }
@@ -585,7 +762,7 @@ mod tests {
         assert_eq!(fq.occupancy(), 7);
         assert_eq!(fq.deadline(), Some(1_000 + IOVA_SINGLE_FQ_TIMEOUT_NS));
         clock.advance(IOVA_SINGLE_FQ_TIMEOUT_NS);
-        assert!(fq.poll());
+        assert!(fq.poll().unwrap());
         assert_eq!(ops.freed.lock().len(), 7);
     }
 
@@ -616,5 +793,126 @@ mod tests {
         assert_eq!(*ops.freed.lock(), vec![9]);
         d.flush_rcaches();
         assert_eq!(d.tree_len(), 0);
+    }
+
+    /// Fails the invalidation while `fail` is set; records every range released.
+    struct Flaky {
+        fail: AtomicBool,
+        flushes: AtomicU64,
+        released: Lock<Vec<(u64, u64)>>,
+        payloads: Lock<Vec<u32>>,
+    }
+
+    impl Flaky {
+        fn new() -> Self {
+            Self {
+                fail: AtomicBool::new(false),
+                flushes: AtomicU64::new(0),
+                released: Lock::new(Vec::new()),
+                payloads: Lock::new(Vec::new()),
+            }
+        }
+    }
+
+    impl FqOps<u32> for Flaky {
+        fn flush_iotlb_all(&self) -> core::result::Result<(), Errno> {
+            if self.fail.load(Ordering::SeqCst) {
+                return Err(Errno::EIO);
+            }
+            self.flushes.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+        fn free_payload(&self, payload: u32) {
+            self.payloads.lock().push(payload);
+        }
+    }
+
+    impl IovaSink for Flaky {
+        fn check_release(&self, pfn: u64, pages: u64) -> Result<()> {
+            if pfn == 0 {
+                return Err(Error::BadFastFree { pfn, size: pages });
+            }
+            Ok(())
+        }
+        fn release_range(&self, pfn: u64, pages: u64) {
+            self.released.lock().push((pfn, pages));
+        }
+    }
+
+    fn flaky(size: usize) -> (Arc<Flaky>, FlushQueue<u32, Arc<Flaky>, Arc<Flaky>>) {
+        let f = Arc::new(Flaky::new());
+        let cfg = FqConfig {
+            kind: FqKind::PerCpu,
+            size,
+            timeout_ns: 10,
+        };
+        let fq = FlushQueue::with_parts(
+            f.clone(),
+            f.clone(),
+            Arc::new(VirtualClock::new(0)),
+            Arc::new(FixedCpuId { id: 0, count: 1 }),
+            cfg,
+        )
+        .unwrap();
+        (f, fq)
+    }
+
+    #[test]
+    fn a_custom_sink_sees_every_release_in_order() {
+        let (f, fq) = flaky(8);
+        fq.queue_iova(8, 2, 1).unwrap();
+        fq.queue_iova(3, 1, 2).unwrap();
+        assert_eq!(
+            fq.queue_iova(0, 1, 3),
+            Err(Error::BadFastFree { pfn: 0, size: 1 })
+        );
+        assert!(f.released.lock().is_empty());
+        fq.fire_timer().unwrap();
+        assert_eq!(*f.released.lock(), vec![(8, 2), (3, 1)]);
+        assert_eq!(*f.payloads.lock(), vec![1, 2]);
+        assert!(!fq.timer_armed());
+        assert_eq!((fq.flushes(), fq.stats().flushes_timeout), (1, 1));
+    }
+
+    #[test]
+    fn a_failed_flush_frees_nothing() {
+        let (f, fq) = flaky(4);
+        fq.queue_iova(1, 1, 1).unwrap();
+        f.fail.store(true, Ordering::SeqCst);
+        assert_eq!(fq.flush_all(), Err(Error::Flush(Errno::EIO)));
+        assert_eq!(fq.fire_timer(), Err(Error::Flush(Errno::EIO)));
+        assert_eq!(fq.counters(), (0, 0), "failed flushes are taken back");
+        fq.queue_iova(2, 1, 2).unwrap();
+        fq.queue_iova(3, 1, 3).unwrap();
+        // The ring is full: its synchronous flush fails, the entry is refused and
+        // nothing queued earlier is released.
+        assert_eq!(fq.queue_iova(4, 1, 4), Err(Error::Flush(Errno::EIO)));
+        assert_eq!(fq.occupancy(), 3);
+        assert!(f.released.lock().is_empty() && f.payloads.lock().is_empty());
+        f.fail.store(false, Ordering::SeqCst);
+        fq.flush_all().unwrap();
+        assert_eq!(*f.released.lock(), vec![(1, 1), (2, 1), (3, 1)]);
+        assert_eq!(*f.payloads.lock(), vec![1, 2, 3], "payload 4 was dropped");
+        // One successful flush was enough for entries queued after the failures.
+        assert_eq!((fq.counters(), fq.occupancy()), ((1, 1), 0));
+    }
+
+    #[test]
+    fn an_inactive_queue_refuses_until_activated() {
+        let (f, fq) = flaky(4);
+        let fq = fq.into_inactive();
+        assert!(!fq.is_active());
+        assert_eq!(fq.queue_iova(1, 1, 1), Err(Error::FqInactive));
+        assert_eq!((fq.occupancy(), fq.timer_armed()), (0, false));
+        fq.activate();
+        assert!(fq.is_active());
+        assert_eq!(fq.counters(), (0, 0));
+        fq.queue_iova(1, 1, 1).unwrap();
+        assert!(fq.timer_armed());
+        fq.activate(); // a no-op when active: the counters stay
+        fq.flush_all().unwrap();
+        assert_eq!(fq.counters(), (1, 1));
+        assert_eq!(f.flushes.load(Ordering::SeqCst), 1);
+        assert_eq!(*f.released.lock(), vec![(1, 1)]);
     }
 }

@@ -9,7 +9,9 @@
 //!   allowed. [`IovaDomain::alloc_iova_dma`] adds dma-iommu's 32-bit-first attempt.
 //! * [`FlushQueue`]: dma-iommu's deferred freeing for lazy domains, per-CPU rings
 //!   of 256 entries with a 10 ms timeout or one ring of 32768 entries with 1 s,
-//!   generic in the freed page-table payload.
+//!   generic in the freed page-table payload, in the owner's callbacks
+//!   ([`FqOps`]) and in where freed ranges go ([`IovaSink`], by default the
+//!   [`IovaDomain`]). The DMA layer (`iommu-dma`) uses this one queue.
 //!
 //! The crate uses `std`: the locks are short spinlocks that yield while waiting
 //! (loom's mutex under `--cfg loom`; see `src/sync.rs`).
@@ -17,12 +19,12 @@
 //! ```
 //! use std::sync::{Arc, Mutex};
 //! use iommu_iova::{FlushQueue, FqConfig, FqOps, IovaDomain};
-//! use iommu_types::{FixedCpuId, VirtualClock};
+//! use iommu_types::{Errno, FixedCpuId, VirtualClock};
 //!
 //! /// The DMA layer's side: invalidate the IOTLB, free page-table pages.
 //! struct Domain { flushes: Mutex<u32>, freed_tables: Mutex<Vec<u64>> }
 //! impl FqOps<Vec<u64>> for Domain {
-//!     fn flush_iotlb_all(&self) { *self.flushes.lock().unwrap() += 1; }
+//!     fn flush_iotlb_all(&self) -> Result<(), Errno> { *self.flushes.lock().unwrap() += 1; Ok(()) }
 //!     fn free_payload(&self, tables: Vec<u64>) { self.freed_tables.lock().unwrap().extend(tables); }
 //! }
 //!
@@ -39,7 +41,7 @@
 //! // lazy unmap: PTEs cleared, one table page freed, IOVA queued
 //! fq.queue_iova(pfn, 3, vec![0x8000_0000])?;
 //! clock.advance(10_000_000);
-//! assert!(fq.poll()); // the 10 ms timeout flushes and releases
+//! assert!(fq.poll()?); // the 10 ms timeout flushes and releases
 //! assert_eq!(*dom.flushes.lock().unwrap(), 1);
 //! assert_eq!(*dom.freed_tables.lock().unwrap(), vec![0x8000_0000]);
 //! # Ok::<(), iommu_iova::Error>(())
@@ -58,7 +60,7 @@ pub use domain::{IovaDomain, IovaDomainBuilder, Pci32BitWorkaround};
 pub use error::{Error, Result};
 pub use fq::{
     FlushQueue, FqConfig, FqEntry, FqKind, FqOps, IOVA_DEFAULT_FQ_SIZE, IOVA_DEFAULT_FQ_TIMEOUT_NS,
-    IOVA_SINGLE_FQ_SIZE, IOVA_SINGLE_FQ_TIMEOUT_NS,
+    IOVA_SINGLE_FQ_SIZE, IOVA_SINGLE_FQ_TIMEOUT_NS, IovaSink,
 };
 pub use rcache::{IOVA_DEPOT_DELAY_NS, IOVA_MAG_SIZE, IOVA_RANGE_CACHE_MAX_SIZE};
 pub use stats::{FqStats, IovaStats};

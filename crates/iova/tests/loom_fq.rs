@@ -19,10 +19,11 @@ struct Ops {
 }
 
 impl FqOps<()> for Ops {
-    fn flush_iotlb_all(&self) {
+    fn flush_iotlb_all(&self) -> Result<(), iommu_types::Errno> {
         let g = self.started.fetch_add(1, Ordering::SeqCst);
         // The invalidation is in progress between these two steps.
         self.completed.fetch_or(1 << g, Ordering::SeqCst);
+        Ok(())
     }
     fn free_payload(&self, _: ()) {}
 }
@@ -88,7 +89,7 @@ fn queued_iova_not_reused_before_its_flush() {
         let x = s.d.alloc_iova_fast(1, 16, false).unwrap();
         let flusher = {
             let s = s.clone();
-            thread::spawn(move || s.fq.flush_all())
+            thread::spawn(move || s.fq.flush_all().unwrap())
         };
         unmap_then_reuse(&s, x);
         flusher.join().unwrap();
@@ -112,7 +113,7 @@ fn full_ring_flush_and_timeout_race() {
             let s = s.clone();
             thread::spawn(move || {
                 s.clock.advance(10);
-                s.fq.poll();
+                s.fq.poll().unwrap();
             })
         };
         unmap_then_reuse(&s, x);

@@ -32,9 +32,10 @@ struct ModelOps {
 }
 
 impl FqOps<u32> for ModelOps {
-    fn flush_iotlb_all(&self) {
+    fn flush_iotlb_all(&self) -> Result<(), iommu_types::Errno> {
         let g = self.started.fetch_add(1, Ordering::SeqCst);
         self.completed.lock().unwrap().push(g);
+        Ok(())
     }
     fn free_payload(&self, id: u32) {
         let q = self.queued_at.lock().unwrap()[&id];
@@ -135,7 +136,7 @@ fn run(ops: Vec<Op>, kind: FqKind, size: usize) -> Result<(), TestCaseError> {
             Op::Advance { us } => {
                 clock.advance(us * 1000);
                 let due = fq.deadline().is_some_and(|t| t <= clock.now_ns());
-                let ran = fq.poll();
+                let ran = fq.poll().unwrap();
                 prop_assert_eq!(ran, due);
                 if ran {
                     prop_assert_eq!(
@@ -146,7 +147,7 @@ fn run(ops: Vec<Op>, kind: FqKind, size: usize) -> Result<(), TestCaseError> {
                 }
             }
             Op::Flush => {
-                fq.flush_all();
+                fq.flush_all().unwrap();
                 prop_assert_eq!(fq.occupancy(), 0);
             }
             Op::Cpu(c) => cpu.0.store(c, Ordering::Relaxed),

@@ -116,10 +116,11 @@ struct Iotlb {
 }
 
 impl FqOps<u64> for Iotlb {
-    fn flush_iotlb_all(&self) {
+    fn flush_iotlb_all(&self) -> Result<(), iommu_types::Errno> {
         let g = self.started.fetch_add(1, Ordering::SeqCst);
         std::thread::yield_now();
         self.completed.lock().unwrap().push(g);
+        Ok(())
     }
     fn free_payload(&self, queued_at: u64) {
         // The payload carries the flush count sampled right after the unmap.
@@ -209,7 +210,7 @@ fn flush_queue_under_real_threads() {
                 start.wait();
                 while !done.load(Ordering::SeqCst) {
                     clock.advance(500);
-                    fq.poll();
+                    fq.poll().unwrap();
                     std::thread::yield_now();
                 }
             })

@@ -2,25 +2,63 @@
 //! IOVA allocator that checks, on every free, that no stale translation remains.
 #![allow(dead_code)]
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
-use iommu_dma::iova::SimpleIova;
 use iommu_dma::mock::MockDomain;
 use iommu_dma::{DeviceConfig, DmaCookie, DmaDevice, IovaAllocator, Swiotlb};
+use iommu_iova::IovaDomain;
 use iommu_memory::SimMemory;
 use iommu_types::{FixedCpuId, PhysAddr, PhysMem};
 
-/// Frees IOVAs into a [`SimpleIova`] after asserting the IOTLB no longer holds any
-/// translation for them (the property the strict/lazy protocol must keep).
+/// Frees IOVAs into iommu-iova's [`IovaDomain`] after asserting the IOTLB no
+/// longer holds any translation for them (the property the strict/lazy protocol
+/// must keep) and that the range is live (no double or foreign free). Keeps the
+/// set of live allocations.
 pub struct CheckedIova {
-    pub inner: SimpleIova,
+    pub inner: IovaDomain,
     pub domain: Arc<MockDomain>,
     pub shift: u32,
+    live: Mutex<BTreeMap<u64, u64>>,
+}
+
+impl CheckedIova {
+    pub fn new(domain: Arc<MockDomain>, granule: u64) -> Self {
+        let inner = IovaDomain::builder(granule, 1)
+            .cpus(Arc::new(FixedCpuId { id: 0, count: 1 }))
+            .build()
+            .unwrap();
+        Self {
+            inner,
+            domain,
+            shift: granule.trailing_zeros(),
+            live: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Allocations handed out and not freed yet.
+    pub fn live(&self) -> usize {
+        self.live.lock().unwrap().len()
+    }
+
+    /// Whether a live allocation overlaps `[pfn, pfn + pages)`.
+    pub fn overlaps(&self, pfn: u64, pages: u64) -> bool {
+        let live = self.live.lock().unwrap();
+        live.range(..pfn + pages)
+            .next_back()
+            .is_some_and(|(&s, &l)| s + l > pfn)
+    }
 }
 
 impl IovaAllocator for CheckedIova {
     fn alloc(&self, pages: u64, limit_pfn: u64, flush: bool) -> Option<u64> {
-        self.inner.alloc(pages, limit_pfn, flush)
+        let pfn = self.inner.alloc(pages, limit_pfn, flush)?;
+        assert!(
+            !self.overlaps(pfn, pages),
+            "pfn {pfn:#x}+{pages} handed out while still live"
+        );
+        self.live.lock().unwrap().insert(pfn, pages);
+        Some(pfn)
     }
     fn free(&self, pfn: u64, pages: u64) {
         let (iova, len) = (pfn << self.shift, pages << self.shift);
@@ -28,6 +66,8 @@ impl IovaAllocator for CheckedIova {
             !self.domain.tlb_holds(iova, len),
             "IOVA {iova:#x}+{len:#x} freed while the IOTLB still translates it"
         );
+        let was = self.live.lock().unwrap().remove(&pfn);
+        assert_eq!(was, Some(pages), "free of pfn {pfn:#x}+{pages} not live");
         self.inner.free(pfn, pages);
     }
 }
@@ -53,11 +93,7 @@ impl Rig {
         let granule = iommu_dma::DmaDomain::pgsize_bitmap(&*domain)
             .smallest()
             .unwrap();
-        let iova = Arc::new(CheckedIova {
-            inner: SimpleIova::new(1),
-            domain: domain.clone(),
-            shift: granule.trailing_zeros(),
-        });
+        let iova = Arc::new(CheckedIova::new(domain.clone(), granule));
         let cookie = Arc::new(
             DmaCookie::with_fq_size(
                 domain.clone(),
