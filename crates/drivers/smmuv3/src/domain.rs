@@ -78,6 +78,10 @@ pub struct DomainCtx {
     nest_parent: bool,
     /// Attached `(stream, substream)` pairs and whether each has ATS enabled.
     devices: Mutex<BTreeMap<(u32, Option<u32>), bool>>,
+    /// The ASID/VMID has been invalidated and returned to its allocator (domain
+    /// teardown): the table's own final `tlb_flush_all` must not invalidate an ID
+    /// that may already belong to another domain.
+    released: AtomicBool,
 }
 
 impl core::fmt::Debug for DomainCtx {
@@ -130,6 +134,10 @@ impl DomainCtx {
 
 impl FlushOps for DomainCtx {
     fn tlb_flush_all(&self) {
+        if self.released.load(Ordering::Acquire) {
+            // Teardown: `release_ids` already invalidated the whole ID.
+            return;
+        }
         let _ = self.inv_all();
     }
 
@@ -236,6 +244,7 @@ impl SmmuDomain {
             granule,
             nest_parent,
             devices: Mutex::new(BTreeMap::new()),
+            released: AtomicBool::new(false),
         });
         let oas = f.oas.min(48);
         let ias = match stage {
@@ -316,10 +325,18 @@ impl SmmuDomain {
         })
     }
 
-    /// Attach every StreamID of a device.
+    /// Attach every StreamID of a device. `canwbs` says whether the master's DMA is
+    /// always snooped (IORT CANWBS); it is recorded for its streams and decides
+    /// whether they may join a domain that enforces cache coherency (refused with
+    /// [`Error::Invalid`] otherwise, checked under the attach lock).
     pub fn attach_sids(&self, sids: &[u32], canwbs: bool) -> Result<()> {
-        if self.coherency.load(Ordering::Acquire) && !canwbs {
-            return Err(Error::Invalid("device cannot enforce cache coherency"));
+        {
+            let mut st = self.ctx.smmu.streams.lock();
+            for sid in sids {
+                if let Some(s) = st.get_mut(sid) {
+                    s.canwbs = canwbs;
+                }
+            }
         }
         let me = self.me.upgrade().ok_or(Error::NotFound("domain"))?;
         let target = match self.stage {
@@ -340,6 +357,7 @@ impl SmmuDomain {
 }
 
 fn release_ids(ctx: &DomainCtx) {
+    ctx.released.store(true, Ordering::Release);
     let smmu = &ctx.smmu;
     match ctx.asid {
         Some(asid) => {
@@ -377,8 +395,28 @@ impl DomainOps for SmmuDomain {
             })
     }
 
+    /// Linux `arm_smmu_enforce_cache_coherency`: possible only on a coherent SMMU and
+    /// only while every attached master is CANWBS; once set, later attaches of
+    /// non-CANWBS masters are refused (both sides hold the attach lock, so no attach
+    /// can slip between the check and the flag).
     fn enforce_cache_coherency(&self) -> bool {
-        if !self.ctx.smmu.features().coherent {
+        let smmu = &self.ctx.smmu;
+        if !smmu.features().coherent {
+            return false;
+        }
+        let _g = smmu.attach_lock.lock();
+        let sids: Vec<u32> = self
+            .ctx
+            .devices
+            .lock()
+            .keys()
+            .map(|(sid, _)| *sid)
+            .collect();
+        let streams = smmu.streams.lock();
+        if sids
+            .iter()
+            .any(|sid| !streams.get(sid).is_some_and(|s| s.canwbs))
+        {
             return false;
         }
         self.coherency.store(true, Ordering::Release);
@@ -611,6 +649,19 @@ enum AttachTarget {
     },
 }
 
+impl AttachTarget {
+    /// The paging domain whose translation the stream will use (the stage-2 parent
+    /// for nested targets).
+    fn domain(&self) -> Option<&Arc<SmmuDomain>> {
+        match self {
+            AttachTarget::Abort | AttachTarget::Bypass => None,
+            AttachTarget::S1 { dom, .. }
+            | AttachTarget::S2 { dom, .. }
+            | AttachTarget::Nested { dom, .. } => Some(dom),
+        }
+    }
+}
+
 /// What a stream is attached to now (held in the SMMU's stream records).
 pub(crate) struct Attached {
     /// Keeps the domain (and its table) alive while an entry points at it.
@@ -679,6 +730,13 @@ fn attach(smmu: &Arc<Smmu>, sid: u32, target: &AttachTarget) -> Result<()> {
             .ok_or(Error::NotFound("stream not probed"))?;
         if !s.pasids.is_empty() && !matches!(target, AttachTarget::S1 { .. }) {
             return Err(Error::Busy("PASIDs attached: the stream must stay stage 1"));
+        }
+        if target
+            .domain()
+            .is_some_and(|d| d.coherency.load(Ordering::Acquire))
+            && !s.canwbs
+        {
+            return Err(Error::Invalid("device cannot enforce cache coherency"));
         }
         (s.ats, s.cd_table, s.attached.take())
     };

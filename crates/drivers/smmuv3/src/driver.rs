@@ -74,7 +74,8 @@ impl IommuDriver for SmmuDriver {
 
     fn probe_device(&self, dev: &DeviceInfo) -> iommu_core::Result<()> {
         for &sid in &dev.desc.stream_ids {
-            self.smmu.probe_stream(sid, dev.desc.ats)?;
+            self.smmu
+                .probe_master_stream(sid, dev.desc.ats, dev.desc.canwbs)?;
         }
         Ok(())
     }

@@ -89,6 +89,9 @@ impl Default for DriverConfig {
 pub(crate) struct StreamState {
     /// ATS enabled for this stream's function.
     pub ats: bool,
+    /// The master's DMA is always snooped (IORT CANWBS): it may join a domain that
+    /// enforces cache coherency.
+    pub canwbs: bool,
     /// The stream's CD table, once it has been attached to a stage-1 domain.
     pub cd_table: Option<crate::domain::CdTable>,
     /// What the stream is attached to.
@@ -295,12 +298,19 @@ impl Smmu {
     /// table, the L1 descriptor is invalidated. `ats` records that the function has
     /// ATS enabled (ignored when the SMMU lacks ATS).
     pub fn probe_stream(&self, sid: u32, ats: bool) -> Result<()> {
+        self.probe_master_stream(sid, ats, false)
+    }
+
+    /// [`Smmu::probe_stream`] for a master whose DMA is always snooped or not
+    /// (`canwbs`), which decides whether it may join a coherency-enforcing domain.
+    pub fn probe_master_stream(&self, sid: u32, ats: bool, canwbs: bool) -> Result<()> {
         if self.strtab.ensure(sid)? {
             self.submit(&[Cmd::CfgiSte { sid, leaf: false }])?;
         }
         let mut st = self.streams.lock();
         let e = st.entry(sid).or_default();
         e.ats = ats && self.features.ats;
+        e.canwbs = canwbs;
         Ok(())
     }
 

@@ -173,3 +173,32 @@ fn enforce_cache_coherency_refuses_non_compliant_devices() {
     );
     let _ = Arc::clone(&d);
 }
+
+/// Seed 004: enforcement is refused while a master that can emit non-snooped DMA is
+/// attached (it could escape the promise), and allowed once it has left.
+#[test]
+fn enforce_cache_coherency_is_refused_while_a_non_canwbs_master_is_attached() {
+    let r = rig();
+    let drv = SmmuDriver::new(r.drv.clone(), "smmuv3.0");
+    let mut good = pci(1, 4, false);
+    good.desc.canwbs = true;
+    let bad = pci(2, 5, false);
+    drv.probe_device(&good).unwrap();
+    drv.probe_device(&bad).unwrap();
+    let d = drv.domain_alloc_paging(&good, AllocFlags::NONE).unwrap();
+    d.attach_dev(&good).unwrap();
+    d.attach_dev(&bad).unwrap();
+    assert!(
+        !d.enforce_cache_coherency(),
+        "a non-CANWBS master is attached"
+    );
+    // Move the bad master to another domain: now every master is CANWBS.
+    let other = drv.domain_alloc_paging(&bad, AllocFlags::NONE).unwrap();
+    other.attach_dev(&bad).unwrap();
+    assert!(d.enforce_cache_coherency());
+    // And the promise binds later attaches.
+    assert!(matches!(
+        d.attach_dev(&bad).unwrap_err(),
+        iommu_core::Error::Incompatible(_)
+    ));
+}
