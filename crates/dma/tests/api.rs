@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use iommu_dma::layout::SgEntry;
-use iommu_dma::{DeviceConfig, DmaAttrs, DmaDirection, Error};
+use iommu_dma::{DeviceConfig, DmaAttrs, DmaDirection, DmaDomain, Error};
 use iommu_types::{Errno, PhysAddr, PhysMem, Prot};
 
 const K: u64 = 1024;
@@ -561,4 +561,96 @@ fn flush_queue_timer_fires_on_the_clock_deadline() {
     assert_eq!(cookie.flush_queue().occupancy(), 0);
     assert_eq!(cookie.flush_queue().deadline(), None);
     assert_eq!(domain.stats().flushes, 1);
+}
+
+/// The mock domain whose whole-domain invalidation can be made to fail.
+struct FlakyFlush {
+    inner: std::sync::Arc<iommu_dma::mock::MockDomain>,
+    fail: std::sync::atomic::AtomicBool,
+}
+
+impl DmaDomain for FlakyFlush {
+    fn pgsize_bitmap(&self) -> iommu_types::PgSizeBitmap {
+        self.inner.pgsize_bitmap()
+    }
+    fn aperture(&self) -> (u64, u64) {
+        self.inner.aperture()
+    }
+    fn map(
+        &self,
+        iova: iommu_types::Iova,
+        pa: PhysAddr,
+        size: u64,
+        prot: Prot,
+    ) -> Result<(), Errno> {
+        self.inner.map(iova, pa, size, prot)
+    }
+    fn unmap(&self, iova: iommu_types::Iova, size: u64, g: &mut io_pgtable::IotlbGather) -> u64 {
+        self.inner.unmap(iova, size, g)
+    }
+    fn iotlb_sync(&self, g: &mut io_pgtable::IotlbGather) -> Result<(), Errno> {
+        self.inner.iotlb_sync(g)
+    }
+    fn flush_iotlb_all(&self) -> Result<(), Errno> {
+        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(Errno::EIO);
+        }
+        self.inner.flush_iotlb_all()
+    }
+    fn free_tables(&self, tables: Vec<io_pgtable::FreedTable>) {
+        self.inner.free_tables(tables)
+    }
+    fn iova_to_phys(&self, iova: iommu_types::Iova) -> Option<PhysAddr> {
+        self.inner.iova_to_phys(iova)
+    }
+}
+
+#[test]
+fn a_failed_flush_in_lazy_mode_frees_nothing() {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+    let mem = Arc::new(iommu_memory::SimMemory::new());
+    let mock = Arc::new(iommu_dma::mock::MockDomain::new(4 * K));
+    let domain = Arc::new(FlakyFlush {
+        inner: mock.clone(),
+        fail: false.into(),
+    });
+    let iova = Arc::new(CheckedIova::new(mock.clone(), 4 * K));
+    let cookie = Arc::new(
+        iommu_dma::DmaCookie::with_fq_size(
+            domain.clone(),
+            iova.clone(),
+            Arc::new(iommu_types::FixedCpuId { id: 0, count: 1 }),
+            4, // 3 entries
+        )
+        .unwrap(),
+    );
+    cookie.enable_flush_queue().unwrap();
+    let dev = iommu_dma::DmaDevice::new(cookie.clone(), mem.clone(), None, trusted(4 * K)).unwrap();
+    let buf = mem.alloc_pages(4096, 4096).unwrap();
+    let mut dmas = Vec::new();
+    for _ in 0..4 {
+        let d = dev.map_page(buf, 4096, DmaDirection::ToDevice, NA).unwrap();
+        mock.dma_read(&*mem, d, &mut [0; 4]).unwrap();
+        dmas.push(d);
+    }
+    for &d in &dmas[..3] {
+        dev.unmap_page(d, 4096, DmaDirection::ToDevice, NA).unwrap();
+    }
+    assert_eq!(cookie.flush_queue().occupancy(), 3);
+    domain.fail.store(true, Ordering::SeqCst);
+    // The ring is full: the synchronous flush fails, so nothing is freed and the
+    // fourth range is refused (its IOVA leaked on purpose).
+    assert_eq!(
+        dev.unmap_page(dmas[3], 4096, DmaDirection::ToDevice, NA),
+        Err(Error::Domain(Errno::EIO))
+    );
+    assert_eq!(cookie.flush_queue_timer(), Err(Error::Domain(Errno::EIO)));
+    assert_eq!(iova.live(), 4, "no IOVA freed without a completed flush");
+    assert!(mock.tlb_holds(dmas[0], 4096), "stale entries remain");
+    domain.fail.store(false, Ordering::SeqCst);
+    cookie.flush_queue_timer().unwrap();
+    assert_eq!(cookie.flush_queue().occupancy(), 0);
+    assert_eq!(iova.live(), 1, "only the refused range stays allocated");
+    assert!(!mock.tlb_holds(dmas[0], 4 * 4096));
 }
