@@ -1,19 +1,9 @@
 //! Runs every scenario in `scenarios/` on the real stack (SMMUv3 model + driver +
-//! core + DMA API). A scenario listed in `KNOWN_FAILURES` documents a bug found in a
-//! lower crate: it may fail only where stated; once the bug is fixed it passes and
-//! the entry should be removed.
+//! core + DMA API); every expectation of every scenario must hold.
 
 use iommu_sim::interp::run_scenario;
 use iommu_sim::scenario::parse_bytes;
 use std::path::PathBuf;
-
-/// (file, line of the failing expectation, why).
-const KNOWN_FAILURES: &[(&str, u32, &str)] = &[(
-    "no_snoop.scn",
-    19,
-    "smmuv3 SmmuDomain::enforce_cache_coherency returns true although a non-CANWBS master is attached \
-     (software.md §6.4: SMMUv3 enforces only if every attached master is CANWBS)",
-)];
 
 fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scenarios")
@@ -48,17 +38,11 @@ fn every_shipped_scenario_passes() {
             }
         };
         let o = run_scenario(&s).expect("scenario runs");
-        let known = KNOWN_FAILURES.iter().find(|k| k.0 == name);
-        match (known, o.failures.first()) {
-            (None, None) => {}
-            (None, Some(f)) => problems.push(format!("{name}:{}:{}: {}", f.pos.line, f.pos.col, f.message)),
-            (Some(k), Some(f)) if f.pos.line == k.1 => {}
-            // Fixed in the lower crate: fine (the entry should then be removed).
-            (Some(k), None) => eprintln!("note: {name} now passes; remove it from KNOWN_FAILURES ({})", k.2),
-            (Some(k), other) => problems.push(format!(
-                "{name}: listed as failing at line {} ({}), but got {other:?}; update KNOWN_FAILURES",
-                k.1, k.2
-            )),
+        if let Some(f) = o.failures.first() {
+            problems.push(format!(
+                "{name}:{}:{}: {}",
+                f.pos.line, f.pos.col, f.message
+            ));
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
