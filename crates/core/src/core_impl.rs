@@ -459,6 +459,11 @@ impl IommuCore {
     /// claims are dropped; the device leaves its group (the group is removed when it
     /// becomes empty) and the driver's `release_device` runs. Domains the device was
     /// attached to, or was used to allocate, stay alive for their other users.
+    ///
+    /// The device is always removed. If its departure drops the last user claim
+    /// and the group then fails to return to its default domain, the error is
+    /// returned and the owner keeps the group (on its domain) until
+    /// [`IommuCore::group_release_dma_owner`].
     pub fn remove_device(&self, dev: DeviceId) -> Result<()> {
         let mut r = lock(&self.reg);
         let e = r
@@ -476,12 +481,13 @@ impl IommuCore {
             .find(dev)
             .ok_or(Error::NoDevice("device left its group"))?;
         let gd = gs.devices.remove(i);
-        let drop_cnt = u32::from(gd.bound) + gd.user_claims;
+        let drop_cnt = u32::from(gd.bound).saturating_add(gd.user_claims);
         gs.owner_cnt = gs.owner_cnt.saturating_sub(drop_cnt);
         if let Some(cur) = &gs.domain {
             cur.note_detached(dev);
         }
         g.driver.release_device(&gd.info);
+        let mut result = Ok(());
         if gs.devices.is_empty() {
             gs.dead = true;
             gs.domain = None;
@@ -492,13 +498,20 @@ impl IommuCore {
             r.groups.remove(&gid);
         } else if gs.owner.is_some() && gs.owner_cnt == 0 {
             // The last user claim went with the device: back to the default domain.
-            Self::release_owner_locked(&g, &mut gs)?;
+            result = Self::release_owner_locked(&g, &mut gs);
+            if result.is_err() {
+                // The group stays on the owner's domain: the owner keeps it (one
+                // group-level claim) until it releases it, so no kernel driver can
+                // bind to a group that is not on its default domain.
+                gs.owner_cnt = 1;
+            }
         }
         drop(gs);
+        // The device is gone whatever happened to its group.
         self.faults
             .remove_streams(gd.info.desc.iommu, &gd.info.desc.stream_ids);
         r.devices.remove(&dev);
-        Ok(())
+        result
     }
 
     // ----- default-domain policy ----------------------------------------------

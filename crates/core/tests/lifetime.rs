@@ -243,3 +243,54 @@ fn nested_domains_are_typed_stubs() {
     );
     assert_clean(&drv);
 }
+
+#[test]
+fn removal_completes_even_if_the_group_cannot_return_to_its_default_domain() {
+    let (core, drv, mmu) = setup(DefaultPolicy::Strict);
+    let port = core
+        .add_bridge(BridgeDesc {
+            bdf: Bdf::new(0, 1, 0),
+            parent: None,
+            kind: BridgeKind::RootPort,
+            acs: Acs::NONE,
+        })
+        .unwrap();
+    let a = core.add_device(pci("a", mmu, 1, 0, 0, Some(port))).unwrap();
+    let b = core.add_device(pci("b", mmu, 1, 1, 0, Some(port))).unwrap();
+    let g = core.device_group(a).unwrap();
+    assert_eq!(core.group_devices(g).unwrap(), vec![a, b]);
+    let owner = DmaOwner::new();
+    core.device_claim_dma_owner(a, owner).unwrap();
+    let user = core.domain_alloc_paging(a, AllocFlags::NONE).unwrap();
+    core.replace_group_domain(g, &user, owner).unwrap();
+    // Going back to the default domain will fail for b.
+    drv.shared.fail_attach.lock().unwrap().insert("b".into());
+    let sid_a = core.device_info(a).unwrap().desc.stream_ids[0];
+
+    // a leaves with the last claim; whatever happens to the group, a is gone.
+    let r = core.remove_device(a);
+    assert_eq!(
+        r.unwrap_err().errno(),
+        Errno::EINVAL,
+        "the failure is reported"
+    );
+    assert_eq!(core.device_group(a).unwrap_err().errno(), Errno::ENODEV);
+    assert_eq!(core.fault_router().stream_owner(mmu, sid_a), None);
+    assert_eq!(core.group_devices(g).unwrap(), vec![b]);
+    assert!(!user.attached_devices().contains(&a));
+    // The group stays owned (on the user's domain) so no kernel driver can bind to
+    // a group that is not on its default domain, and the owner can still release.
+    assert!(core.group_is_user_owned(g).unwrap());
+    assert_eq!(
+        core.device_use_default_domain(b).unwrap_err().errno(),
+        Errno::EBUSY
+    );
+    drv.shared.fail_attach.lock().unwrap().clear();
+    core.group_release_dma_owner(g, owner).unwrap();
+    assert!(!core.group_is_user_owned(g).unwrap());
+    core.device_use_default_domain(b).unwrap();
+    // The same function can come back.
+    let a2 = core.add_device(pci("a", mmu, 1, 0, 0, Some(port))).unwrap();
+    assert_eq!(core.device_group(a2).unwrap(), g);
+    assert_clean(&drv);
+}
