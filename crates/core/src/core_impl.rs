@@ -249,8 +249,17 @@ impl IommuCore {
         for r in all {
             if let Some(last) = out.last_mut() {
                 if last.kind == r.kind && r.start <= last.last().saturating_add(1) {
-                    let end = last.last().max(r.last());
-                    last.length = (end - last.start).saturating_add(1);
+                    let (prev_end, end) = (last.last(), last.last().max(r.last()));
+                    match (end - last.start).checked_add(1) {
+                        Some(length) => last.length = length,
+                        // All 2^64 bytes: (start, length) cannot say it, so the
+                        // tail past the previous end stays a region of its own.
+                        None => out.push(ReservedRegion {
+                            start: prev_end + 1,
+                            length: end - prev_end,
+                            ..r
+                        }),
+                    }
                     continue;
                 }
             }

@@ -542,8 +542,19 @@ fn malformed_driver_regions_refuse_the_device() {
     let listing = core
         .group_resv_regions(core.device_group(d).unwrap())
         .unwrap();
-    assert_eq!(listing.len(), 1);
-    // (start, length) cannot express all 2^64 bytes: the merge saturates.
-    assert_eq!((listing[0].start, listing[0].length), (0, u64::MAX));
+    // (start, length) cannot express all 2^64 bytes: the last byte is listed
+    // separately rather than lost.
+    let spans: Vec<(u64, u64)> = listing.iter().map(|r| (r.start, r.length)).collect();
+    assert_eq!(spans, vec![(0, u64::MAX), (u64::MAX, 1)]);
+    let g = core.device_group(d).unwrap();
+    assert_eq!(
+        core.group_resv_regions_sysfs(g).unwrap(),
+        "0x0000000000000000 0xfffffffffffffffe reserved\n\
+         0xffffffffffffffff 0xffffffffffffffff reserved\n"
+    );
+    assert_eq!(
+        core.group_dma_reserved_ranges(g, 0x1000).unwrap(),
+        vec![(0, u64::MAX)]
+    );
     assert_clean(&drv);
 }
