@@ -725,8 +725,10 @@ impl IommuCore {
     /// EBUSY when the group is user-owned (use [`IommuCore::replace_group_domain`]
     /// with the owner token) or when a domain other than the default or blocking
     /// one is attached — including `domain` itself: only one external domain can
-    /// be attached. EINVAL when the domain belongs to another IOMMU instance or a
-    /// device is incompatible; the group is then left on its previous domain.
+    /// be attached. EINVAL when the domain belongs to another IOMMU instance, is the
+    /// DMA-API default domain of another group, or a device is incompatible; the
+    /// group is then left on its previous domain. Attaching the group's own default
+    /// domain while it is current is a no-op.
     pub fn attach_group(&self, domain: &Arc<IommuDomain>, group: GroupId) -> Result<()> {
         let g = self.group(group)?;
         let mut gs = Self::live(&g)?;
@@ -736,7 +738,26 @@ impl IommuCore {
         if !gs.current_is_core_domain() {
             return Err(Error::Busy("another domain is already attached"));
         }
+        Self::check_not_foreign_dma_api(&gs, domain)?;
         Self::set_group_domain(&g, &mut gs, domain)
+    }
+
+    /// A DMA-API (DMA / DMA-FQ) domain belongs to the DMA layer of the group it is
+    /// the default of: its IOVA allocator knows only that group's reserved regions,
+    /// so attaching it to another group is refused (EINVAL). Linux never hands such
+    /// a domain out; here [`IommuCore::device_default_domain`] does, so the core
+    /// checks.
+    fn check_not_foreign_dma_api(gs: &GroupState, domain: &Arc<IommuDomain>) -> Result<()> {
+        let own_default = gs
+            .default_domain
+            .as_ref()
+            .is_some_and(|d| Arc::ptr_eq(d, domain));
+        if domain.domain_type().is_dma_api() && !own_default {
+            return Err(Error::Incompatible(
+                "a DMA-API domain serves only the group it is the default of",
+            ));
+        }
+        Ok(())
     }
 
     /// Return the group to its core domain (Linux `iommu_detach_group`): the
@@ -782,7 +803,8 @@ impl IommuCore {
 
     /// Owner path (iommufd/VFIO): switch a user-owned group to `domain` directly,
     /// without passing through blocking. Setting the current domain again is a
-    /// no-op. EPERM if `owner` does not own the group.
+    /// no-op. EPERM if `owner` does not own the group; EINVAL for the DMA-API
+    /// default domain of another group.
     pub fn replace_group_domain(
         &self,
         group: GroupId,
@@ -794,6 +816,7 @@ impl IommuCore {
         if gs.owner != Some(owner) {
             return Err(Error::NotPermitted("caller does not own the group"));
         }
+        Self::check_not_foreign_dma_api(&gs, domain)?;
         Self::set_group_domain(&g, &mut gs, domain)
     }
 

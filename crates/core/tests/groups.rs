@@ -372,3 +372,40 @@ fn faults_are_routed_to_observers_with_the_device() {
     assert_eq!(core.fault_router().stream_owner(mmu, sid), None);
     assert_clean(&drv);
 }
+
+#[test]
+fn a_dma_api_domain_serves_only_its_own_group() {
+    let (core, drv, _, g, [a, b, c]) = shared_group();
+    let gc = core.device_group(c).unwrap();
+    let def_g = core.group_default_domain(g).unwrap().unwrap();
+    let def_c = core.group_default_domain(gc).unwrap().unwrap();
+    // Attaching the group's own default domain while it is current is a no-op.
+    let n = drv.shared.events.lock().unwrap().len();
+    core.attach_group(&def_g, g).unwrap();
+    assert_eq!(drv.shared.events.lock().unwrap().len(), n, "no driver call");
+    // Another group's DMA-API default domain is refused on both attach paths.
+    assert_eq!(
+        core.attach_group(&def_c, g).unwrap_err().errno(),
+        Errno::EINVAL
+    );
+    let owner = DmaOwner::new();
+    core.group_claim_dma_owner(g, owner).unwrap();
+    assert_eq!(
+        core.replace_group_domain(g, &def_c, owner)
+            .unwrap_err()
+            .errno(),
+        Errno::EINVAL
+    );
+    assert_eq!(
+        drv.shared.events.lock().unwrap().len(),
+        n + 2,
+        "only the two moves to blocking"
+    );
+    assert_eq!(def_c.attached_devices(), vec![c]);
+    assert!(def_g.attached_devices().is_empty());
+    // The owner may still put its group on its own default domain.
+    core.replace_group_domain(g, &def_g, owner).unwrap();
+    assert_eq!(def_g.attached_devices(), vec![a, b]);
+    core.group_release_dma_owner(g, owner).unwrap();
+    assert_clean(&drv);
+}
