@@ -1008,7 +1008,7 @@ impl IommuCore {
     /// A user (iommufd cdev) claims the group through one device (Linux
     /// `iommu_device_claim_dma_owner`): the same owner just counts another claim;
     /// a different owner or a bound kernel driver gives EPERM; EBUSY if a foreign
-    /// domain is attached.
+    /// domain is attached; EOVERFLOW if the claim count would wrap.
     pub fn device_claim_dma_owner(&self, dev: DeviceId, owner: DmaOwner) -> Result<()> {
         let (g, _) = self.group_of(dev)?;
         let mut gs = Self::live(&g)?;
@@ -1020,6 +1020,9 @@ impl IommuCore {
                 return Err(Error::NotPermitted(
                     "group is in use by another owner or a driver",
                 ));
+            }
+            if gs.owner_cnt == u32::MAX || gs.devices[i].user_claims == u32::MAX {
+                return Err(Error::Overflow("too many claims on the group"));
             }
         } else {
             Self::claim_locked(&g, &mut gs, owner)?;
