@@ -558,3 +558,65 @@ fn malformed_driver_regions_refuse_the_device() {
     );
     assert_clean(&drv);
 }
+
+#[test]
+fn direct_regions_are_mapped_in_runs_with_large_pages_and_joiners_skip_what_is_mapped() {
+    let (core, drv, mmu) = setup(DefaultPolicy::Strict);
+    let port = core
+        .add_bridge(BridgeDesc {
+            bdf: Bdf::new(0, 1, 0),
+            parent: None,
+            kind: BridgeKind::RootPort,
+            acs: Acs::NONE,
+        })
+        .unwrap();
+    // 4 MiB + 4 KiB at a 2 MiB boundary: two 2 MiB blocks and one 4 KiB page.
+    let big = ReservedRegion::new(0x4000_0000, 0x40_1000, Prot::RW, ResvKind::Direct).unwrap();
+    // Overlaps the last 4 KiB of `big` and adds one page after it.
+    let tail = ReservedRegion::new(0x4040_0000, 0x2000, Prot::READ, ResvKind::Direct).unwrap();
+    drv.shared
+        .resv
+        .lock()
+        .unwrap()
+        .insert("a".into(), vec![big]);
+    drv.shared
+        .resv
+        .lock()
+        .unwrap()
+        .insert("b".into(), vec![tail]);
+    let a = core.add_device(pci("a", mmu, 1, 0, 0, Some(port))).unwrap();
+    let g = core.device_group(a).unwrap();
+    let def = core.group_default_domain(g).unwrap().unwrap();
+    let sizes = |d: &IommuDomain| -> Vec<(u64, u64, Prot)> {
+        mock_of(d)
+            .ptes
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, p)| (*k, p.size, p.prot))
+            .collect()
+    };
+    assert_eq!(
+        sizes(&def),
+        vec![
+            (0x4000_0000, 0x20_0000, Prot::RW),
+            (0x4020_0000, 0x20_0000, Prot::RW),
+            (0x4040_0000, 0x1000, Prot::RW),
+        ]
+    );
+    // A device joining the group gets its own region; the page already mapped
+    // keeps its mapping and protection.
+    let b = core.add_device(pci("b", mmu, 1, 1, 0, Some(port))).unwrap();
+    assert_eq!(core.device_group(b).unwrap(), g);
+    assert_eq!(
+        sizes(&def)[2..],
+        [
+            (0x4040_0000, 0x1000, Prot::RW),
+            (0x4040_1000, 0x1000, Prot::READ)
+        ]
+    );
+    for a in [0x4000_0000u64, 0x403f_f000, 0x4040_0000, 0x4040_1ff8] {
+        assert_eq!(def.iova_to_phys(Iova(a)), Some(PhysAddr(a)), "{a:#x}");
+    }
+    assert_clean(&drv);
+}

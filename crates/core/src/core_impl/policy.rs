@@ -234,7 +234,9 @@ pub(super) fn same_default(current: DomainType, needed: DomainType) -> bool {
 }
 
 /// Identity-map the DIRECT / DIRECT_RELAXABLE regions into a paging default domain
-/// (Linux `iommu_create_device_direct_mappings`); pages already mapped are skipped.
+/// (Linux `iommu_create_device_direct_mappings`); pages already mapped are
+/// skipped, and each run of unmapped pages is mapped with one call (so with the
+/// largest page sizes alignment allows).
 pub(super) fn map_direct_regions(
     domain: &Arc<IommuDomain>,
     regions: &[ReservedRegion],
@@ -251,14 +253,27 @@ pub(super) fn map_direct_regions(
     {
         let last = r.last() | (pg - 1);
         let mut a = r.start & !(pg - 1);
+        // Start of the current run of unmapped pages; each run is mapped with one
+        // call so that it gets the largest pages alignment allows.
+        let mut run: Option<u64> = None;
         loop {
             if domain.iova_to_phys(Iova(a)).is_none() {
-                domain.map(Iova(a), PhysAddr(a), pg, r.prot)?;
+                run.get_or_insert(a);
+            } else if let Some(s) = run.take() {
+                domain.map(Iova(s), PhysAddr(s), a - s, r.prot)?;
             }
             match a.checked_add(pg) {
                 Some(n) if n <= last => a = n,
                 _ => break,
             }
+        }
+        if let Some(s) = run {
+            // `last` is the final byte of a page, so the length cannot wrap unless
+            // the run is the whole 2^64 space, which `map` refuses anyway.
+            let len = (last - s)
+                .checked_add(1)
+                .ok_or(Error::Overflow("direct region"))?;
+            domain.map(Iova(s), PhysAddr(s), len, r.prot)?;
         }
     }
     Ok(())
