@@ -20,8 +20,9 @@
 //! * Every failure unwinds what the call had already mapped, bounced or allocated.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
+use iommu_iova::Pci32BitWorkaround;
 use iommu_types::{Errno, Iova, PhysAddr, PhysMem, Prot};
 
 use crate::cookie::DmaCookie;
@@ -143,7 +144,7 @@ pub struct DmaDevice<D: DmaDomain, A: IovaAllocator> {
     mem: Arc<dyn PhysMem>,
     swiotlb: Option<Arc<Swiotlb>>,
     cfg: DeviceConfig,
-    sac: AtomicBool,
+    sac: Pci32BitWorkaround,
     exposed: AtomicU64,
 }
 
@@ -183,7 +184,7 @@ impl<D: DmaDomain, A: IovaAllocator> DmaDevice<D, A> {
             cookie.set_strict_only()?;
         }
         Ok(Self {
-            sac: AtomicBool::new(cfg.pci_32bit_workaround),
+            sac: Pci32BitWorkaround::new(cfg.pci_32bit_workaround),
             cookie,
             mem,
             swiotlb,
@@ -210,7 +211,14 @@ impl<D: DmaDomain, A: IovaAllocator> DmaDevice<D, A> {
 
     /// Whether the next allocation above 4 GiB will first try below 4 GiB.
     pub fn sac_first(&self) -> bool {
-        self.sac.load(Ordering::Relaxed)
+        self.sac.is_enabled()
+    }
+
+    /// The device's PCI 32-bit workaround state (iommu-iova's, shared with
+    /// `IovaDomain::alloc_iova_dma`): on until a 32-bit-first attempt fails, then
+    /// the address width used from then on.
+    pub fn pci_32bit_workaround(&self) -> &Pci32BitWorkaround {
+        &self.sac
     }
 
     fn granule(&self) -> Granule {
@@ -224,13 +232,9 @@ impl<D: DmaDomain, A: IovaAllocator> DmaDevice<D, A> {
     /// IOVA below `limit`, 32-bit first for PCI devices (`software.md` §3.4).
     fn alloc_iova(&self, size: u64, limit: u64) -> Result<u64> {
         const LIMIT_32: u64 = 0xffff_ffff;
-        if limit > LIMIT_32 && self.sac.load(Ordering::Relaxed) {
-            match self.cookie.alloc_iova(size, LIMIT_32, false) {
-                Ok(iova) => return Ok(iova),
-                Err(_) => self.sac.store(false, Ordering::Relaxed),
-            }
-        }
-        self.cookie.alloc_iova(size, limit, true)
+        let bits = 64 - limit.leading_zeros();
+        let alloc = |limit, flush| self.cookie.alloc_iova(size, limit, flush);
+        self.sac.alloc_32bit_first(limit, LIMIT_32, bits, alloc).0
     }
 
     fn account(&self, exposed: u64, add: bool) {

@@ -425,6 +425,12 @@ fn masks_32bit_device_and_sac_first() {
         .unwrap();
     assert!(c > 0xffff_ffff);
     assert!(!dev64.sac_first(), "SAC disabled after the first failure");
+    assert_eq!(
+        dev64.pci_32bit_workaround().dac_bits(),
+        Some(64 - dev64.config().dma_mask.leading_zeros()),
+        "the width now used is recorded"
+    );
+    assert_eq!(dev32.pci_32bit_workaround().dac_bits(), None);
     let d = dev64
         .map_page(buf, 4096, DmaDirection::ToDevice, NA)
         .unwrap();

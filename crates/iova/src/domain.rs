@@ -347,20 +347,17 @@ impl IovaDomain {
         limit_pfn: u64,
         workaround: Option<&Pci32BitWorkaround>,
     ) -> Result<u64> {
-        if let Some(w) = workaround {
-            let limit32 = self.dma_32bit_pfn - 1;
-            if limit_pfn > limit32 && w.is_enabled() {
-                if let Ok(pfn) = self.alloc_iova_fast(size, limit32, false) {
-                    return Ok(pfn);
-                }
-                let limit_addr = ((limit_pfn as u128 + 1) << self.shift) - 1;
-                let bits = 128 - limit_addr.leading_zeros();
-                if w.disable(bits) {
-                    self.dac_fallbacks.fetch_add(1, Ordering::Relaxed);
-                }
-            }
+        let alloc = |limit, flush| self.alloc_iova_fast(size, limit, flush);
+        let Some(w) = workaround else {
+            return alloc(limit_pfn, true);
+        };
+        let limit_addr = ((limit_pfn as u128 + 1) << self.shift) - 1;
+        let bits = 128 - limit_addr.leading_zeros();
+        let (r, fell_back) = w.alloc_32bit_first(limit_pfn, self.dma_32bit_pfn - 1, bits, alloc);
+        if fell_back {
+            self.dac_fallbacks.fetch_add(1, Ordering::Relaxed);
         }
-        self.alloc_iova_fast(size, limit_pfn, true)
+        r
     }
 
     /// Return every CPU's cached pfns and every depot to the tree
@@ -537,6 +534,30 @@ impl Pci32BitWorkaround {
     pub fn reset(&self) {
         self.dac_bits.store(0, Ordering::Relaxed);
         self.enabled.store(true, Ordering::Relaxed);
+    }
+
+    /// dma-iommu's 32-bit-first policy over any allocator `alloc(limit, flush)`
+    /// (limits inclusive, in the caller's units: pfns for [`IovaDomain`], bytes
+    /// for the DMA layer): while the workaround is on and `limit` is above
+    /// `limit32`, try `alloc(limit32, false)` first (caches not flushed); if that
+    /// fails, turn the workaround off for good, recording `dac_bits` (the width of
+    /// `limit`), then `alloc(limit, true)`. Returns the allocation and whether this
+    /// call turned the workaround off.
+    pub fn alloc_32bit_first<T, E>(
+        &self,
+        limit: u64,
+        limit32: u64,
+        dac_bits: u32,
+        mut alloc: impl FnMut(u64, bool) -> core::result::Result<T, E>,
+    ) -> (core::result::Result<T, E>, bool) {
+        let mut fell_back = false;
+        if limit > limit32 && self.is_enabled() {
+            if let Ok(v) = alloc(limit32, false) {
+                return (Ok(v), false);
+            }
+            fell_back = self.disable(dac_bits);
+        }
+        (alloc(limit, true), fell_back)
     }
 
     /// Turn it off; returns whether this call did (so one notice is logged).
@@ -864,5 +885,41 @@ mod tests {
         d.flush_rcaches();
         assert_eq!(d.tree_len(), 0);
         assert_eq!(d.alloc_iova(4095, lim, false).unwrap().pfn_lo, 1);
+    }
+
+    #[test]
+    fn the_32bit_first_policy_works_over_any_allocator() {
+        let w = Pci32BitWorkaround::new(true);
+        let mut calls = Vec::new();
+        // Below 4 GiB fits: one attempt, caches not flushed, workaround kept.
+        let r = w.alloc_32bit_first(u64::MAX, 0xffff_ffff, 64, |l, f| {
+            calls.push((l, f));
+            Ok::<u64, ()>(l)
+        });
+        assert_eq!(
+            (r, calls.clone()),
+            ((Ok(0xffff_ffff), false), vec![(0xffff_ffff, false)])
+        );
+        // A limit at or below 4 GiB makes no separate attempt.
+        calls.clear();
+        let r = w.alloc_32bit_first(0xfff, 0xffff_ffff, 12, |l, f| {
+            calls.push((l, f));
+            Ok::<u64, ()>(l)
+        });
+        assert_eq!(
+            (r, calls.clone()),
+            ((Ok(0xfff), false), vec![(0xfff, true)])
+        );
+        // The 32-bit attempt fails: off for good, width recorded, full limit with flush.
+        calls.clear();
+        let r = w.alloc_32bit_first(1 << 40, 0xffff_ffff, 41, |l, f| {
+            calls.push((l, f));
+            if l > 0xffff_ffff { Ok(l) } else { Err(()) }
+        });
+        assert_eq!(r, (Ok(1 << 40), true));
+        assert_eq!(calls, vec![(0xffff_ffff, false), (1 << 40, true)]);
+        assert_eq!((w.is_enabled(), w.dac_bits()), (false, Some(41)));
+        let (r, fell) = w.alloc_32bit_first(1 << 40, 0xffff_ffff, 41, |l, _| Ok::<u64, ()>(l));
+        assert_eq!((r, fell), (Ok(1 << 40), false), "no more 32-bit attempts");
     }
 }
