@@ -669,3 +669,49 @@ fn dropping_the_table_flushes_everything_before_freeing() {
     assert_eq!(flush.take(), [FlushCall::All]);
     assert_eq!(mem.stats().pages_in_use, 0);
 }
+
+#[test]
+fn table_pages_are_freed_only_after_the_walk_caches_were_told() {
+    // Seed 001: a walk cache may hold any level of a removed sub-table, so its pages
+    // may go back to memory only once `tlb_flush_walk` (or, when the table dies,
+    // `tlb_flush_all`) has been issued. Count the pages in use at each callback.
+    let mem = Arc::new(SimMemory::new());
+    let flush = Arc::new(common::PagesAtFlush::new(mem.clone()));
+    let t = LpaeTable::new(s1_4k(), mem.clone(), flush.clone()).unwrap();
+    let base = mem.stats().pages_in_use;
+
+    // Strict unmap of a 1G entry over an L2 and an L3 table.
+    t.map_pages(Iova(SZ_1G), PhysAddr(0), SZ_4K, 2, Prot::RW)
+        .1
+        .unwrap();
+    let full = mem.stats().pages_in_use;
+    assert_eq!(full, base + 3, "L1, L2 and L3 tables");
+    assert_eq!(
+        t.unmap_pages(Iova(SZ_1G), SZ_1G, 1, &mut IotlbGather::new()),
+        SZ_1G
+    );
+    assert_eq!(
+        flush.take(),
+        [(FlushCall::Walk(SZ_1G, SZ_1G, SZ_4K), full)],
+        "the walk flush came before any table page was freed"
+    );
+    assert_eq!(mem.stats().pages_in_use, full - 2);
+
+    // A 2M block mapped over an L3 table.
+    t.map_pages(Iova(0x1000), PhysAddr(0x1000), SZ_4K, 1, Prot::RW)
+        .1
+        .unwrap();
+    let full = mem.stats().pages_in_use;
+    assert_eq!(
+        t.map_pages(Iova(0), PhysAddr(0x4000_0000), SZ_2M, 1, Prot::RW),
+        (SZ_2M, Ok(()))
+    );
+    assert_eq!(flush.take(), [(FlushCall::Walk(0, SZ_2M, SZ_4K), full)]);
+    assert_eq!(mem.stats().pages_in_use, full - 1);
+
+    // Dropping the table: flush everything, then free.
+    let full = mem.stats().pages_in_use;
+    drop(t);
+    assert_eq!(flush.take(), [(FlushCall::All, full)]);
+    assert_eq!(mem.stats().pages_in_use, 0);
+}
