@@ -38,6 +38,8 @@ const LEVEL_BITS: u32 = 12;
 const LEVEL_ENTRIES: usize = 1 << LEVEL_BITS;
 /// Largest physical address width supported (52 bits, as with FEAT_LPA).
 pub const MAX_PA_BITS: u32 = CHUNK_SHIFT + 3 * LEVEL_BITS;
+/// Most pages of one alignment gap kept for reuse by later 4 KiB allocations.
+const MAX_GAP_PAGES: u64 = 512;
 
 struct Chunk {
     /// Bit i set: page i (4 KiB) of the chunk is allocated.
@@ -490,9 +492,13 @@ impl PhysMem for SimMemory {
                 if end > self.config.base + self.config.size {
                     return Err(Error::NoMemory { bytes });
                 }
-                // Alignment gaps become reusable 4 KiB pages.
+                // Alignment gaps become reusable 4 KiB pages, at most
+                // `MAX_GAP_PAGES` of them: a huge alignment must not cost time and
+                // host memory in proportion to the address space it skips (the rest
+                // of such a gap simply stays unused).
+                let gap_end = start.min(a.bump.saturating_add(MAX_GAP_PAGES * PAGE_SIZE));
                 let mut gap = a.bump;
-                while gap < start {
+                while gap < gap_end {
                     a.free.entry(PAGE_SIZE).or_default().push(gap);
                     gap += PAGE_SIZE;
                 }

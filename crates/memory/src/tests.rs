@@ -145,6 +145,43 @@ fn exhaustion_is_a_clear_error() {
 }
 
 #[test]
+fn huge_alignments_and_sizes_are_cheap_errors_or_successes() {
+    // A 2^50-byte region: an allocation aligned to 2^49 skips ~2^37 pages of address
+    // space; that must neither take time nor host memory per skipped page.
+    let m = SimMemory::with_config(MemConfig {
+        base: PAGE_SIZE,
+        size: 1 << 50,
+    })
+    .unwrap();
+    let before = m.stats().backing_bytes;
+    let t = std::time::Instant::now();
+    let pa = m.alloc_pages(PAGE_SIZE, 1 << 49).unwrap();
+    assert_eq!(pa, PhysAddr(1 << 49));
+    assert!(t.elapsed() < std::time::Duration::from_secs(1));
+    assert_eq!(m.stats().pages_in_use, 1);
+    // Pages of the gap are still handed out for small allocations.
+    let small = m.alloc_pages(PAGE_SIZE, PAGE_SIZE).unwrap();
+    assert!(small.0 < 1 << 49);
+    m.write_u64(small, 7).unwrap();
+    assert!(m.stats().backing_bytes - before < 1 << 20);
+    // Sizes and alignments at the edge of u64 are clear errors.
+    assert!(matches!(
+        m.alloc_pages(u64::MAX, PAGE_SIZE),
+        Err(Error::NoMemory { .. })
+    ));
+    assert!(matches!(
+        m.alloc_pages(PAGE_SIZE, 1 << 63),
+        Err(Error::NoMemory { .. })
+    ));
+    assert!(m.free_pages(PhysAddr(!0xfff), u64::MAX).is_err());
+    assert!(m.read_u64(PhysAddr(!7)).is_err());
+    let mut buf = [0u8; 16];
+    assert!(m.read_bytes(PhysAddr(u64::MAX - 7), &mut buf).is_err());
+    assert!(m.fill_bytes(PhysAddr(small.0), u64::MAX, 0).is_err());
+    assert_eq!(m.read_u64(small), Ok(7), "failed calls changed nothing");
+}
+
+#[test]
 fn naturally_aligned_helper() {
     let m = SimMemory::new();
     let a = m.alloc_naturally_aligned(64 * 1024).unwrap();
