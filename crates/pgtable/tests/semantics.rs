@@ -715,3 +715,59 @@ fn table_pages_are_freed_only_after_the_walk_caches_were_told() {
     assert_eq!(flush.take(), [(FlushCall::All, full)]);
     assert_eq!(mem.stats().pages_in_use, 0);
 }
+
+#[test]
+fn arguments_at_the_top_of_the_address_space_never_panic() {
+    // TTBR1 tables live at the very top of the 64-bit space, where `iova + size`
+    // overflows: every entry point must answer with a result, not an overflow panic.
+    let mem = SimMemory::new();
+    let cfg = s1_4k().with_quirks(Quirks::ARM_TTBR1 | Quirks::ARM_HD);
+    let t = LpaeTable::new(cfg, &mem, Arc::new(NoFlush)).unwrap();
+    let top_page = !(SZ_4K - 1);
+    let top_1g = !(SZ_1G - 1);
+    assert_eq!(
+        t.map_pages(Iova(top_page), PhysAddr(0x1000), SZ_4K, 1, Prot::RW),
+        (SZ_4K, Ok(()))
+    );
+    let e = |r: (u64, io_pgtable::Result<()>)| (r.0, r.1.map_err(|e| e.errno()));
+    // One page past the top, a count that overflows, a paddr at the top.
+    assert_eq!(
+        e(t.map_pages(Iova(top_page), PhysAddr(0x2000), SZ_4K, 2, Prot::RW)),
+        (0, Err(Errno::ERANGE))
+    );
+    assert_eq!(
+        e(t.map_pages(Iova(top_1g), PhysAddr(0), SZ_4K, u64::MAX / 2, Prot::RW)),
+        (0, Err(Errno::ERANGE))
+    );
+    assert_eq!(
+        e(t.map_pages(Iova(top_1g), PhysAddr(top_page), SZ_4K, 1, Prot::RW)),
+        (0, Err(Errno::ERANGE))
+    );
+    // Dirty tracking over the last page and over sizes that would wrap.
+    let mut seen = Vec::new();
+    t.read_and_clear_dirty(Iova(top_page), SZ_4K, true, &mut |i, s| seen.push((i.0, s)))
+        .unwrap();
+    assert_eq!(seen, [(top_page, SZ_4K)], "a fresh writable leaf is dirty");
+    let wrap = t.read_and_clear_dirty(Iova(top_page), 2 * SZ_4K, false, &mut |_, _| {});
+    assert_eq!(wrap.unwrap_err().errno(), Errno::ERANGE);
+    let huge = t.read_and_clear_dirty(Iova(0), u64::MAX & !(SZ_4K - 1), false, &mut |_, _| {});
+    assert!(huge.is_err());
+    // Unmaps: a wrapping count, then the whole top 1G entry (a table-level removal
+    // whose gather range ends at u64::MAX), strict and queued.
+    let mut g = IotlbGather::new();
+    assert_eq!(t.unmap_pages(Iova(top_page), SZ_4K, u64::MAX, &mut g), 0);
+    assert_eq!(t.unmap_pages(Iova(top_page), SZ_4K, 2, &mut g), 0);
+    assert!(g.is_empty());
+    assert_eq!(t.unmap_pages(Iova(top_1g), SZ_1G, 1, &mut g), SZ_1G);
+    assert_eq!((g.start, g.end, g.leaf_only), (top_1g, u64::MAX, false));
+    assert_eq!(g.size(), SZ_1G);
+    t.map_pages(Iova(top_page), PhysAddr(0x1000), SZ_4K, 1, Prot::RW)
+        .1
+        .unwrap();
+    let mut q = IotlbGather::new_queued();
+    assert_eq!(t.unmap_pages(Iova(top_1g), SZ_1G, 1, &mut q), SZ_1G);
+    assert_eq!(q.end, u64::MAX);
+    t.free_tables(&q.reset()).unwrap();
+    assert_eq!(t.iova_to_phys(Iova(u64::MAX)), None);
+    assert_eq!(mem.stats().pages_in_use, 2, "root and the level-1 table");
+}
