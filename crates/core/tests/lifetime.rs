@@ -90,14 +90,7 @@ fn surprise_removal_while_attached_leaves_other_groups_attached() {
 #[test]
 fn removing_a_bound_device_drops_its_owner_count() {
     let (core, drv, mmu) = setup(DefaultPolicy::Strict);
-    let port = core
-        .add_bridge(BridgeDesc {
-            bdf: Bdf::new(0, 1, 0),
-            parent: None,
-            kind: BridgeKind::RootPort,
-            acs: Acs::NONE,
-        })
-        .unwrap();
+    let port = non_acs_root_port(&core);
     let a = core.add_device(pci("a", mmu, 1, 0, 0, Some(port))).unwrap();
     let b = core.add_device(pci("b", mmu, 1, 1, 0, Some(port))).unwrap();
     let g = core.device_group(a).unwrap();
@@ -247,14 +240,7 @@ fn nested_domains_are_typed_stubs() {
 #[test]
 fn removal_completes_even_if_the_group_cannot_return_to_its_default_domain() {
     let (core, drv, mmu) = setup(DefaultPolicy::Strict);
-    let port = core
-        .add_bridge(BridgeDesc {
-            bdf: Bdf::new(0, 1, 0),
-            parent: None,
-            kind: BridgeKind::RootPort,
-            acs: Acs::NONE,
-        })
-        .unwrap();
+    let port = non_acs_root_port(&core);
     let a = core.add_device(pci("a", mmu, 1, 0, 0, Some(port))).unwrap();
     let b = core.add_device(pci("b", mmu, 1, 1, 0, Some(port))).unwrap();
     let g = core.device_group(a).unwrap();

@@ -15,14 +15,7 @@ fn one(core: &IommuCore, mmu: IommuId, name: &str, bus: u8) -> (DeviceId, GroupI
 }
 
 fn two_in_group(core: &IommuCore, mmu: IommuId) -> (DeviceId, DeviceId, GroupId) {
-    let port = core
-        .add_bridge(BridgeDesc {
-            bdf: Bdf::new(0, 1, 0),
-            parent: None,
-            kind: BridgeKind::RootPort,
-            acs: Acs::NONE,
-        })
-        .unwrap();
+    let port = non_acs_root_port(core);
     let a = core.add_device(pci("a", mmu, 1, 0, 0, Some(port))).unwrap();
     let b = core.add_device(pci("b", mmu, 1, 1, 0, Some(port))).unwrap();
     let g = core.device_group(a).unwrap();

@@ -60,14 +60,7 @@ fn untrusted_devices_are_always_strict() {
 #[test]
 fn an_untrusted_newcomer_rebuilds_an_idle_lazy_group_and_is_refused_by_a_busy_one() {
     let (core, drv, mmu) = setup(DefaultPolicy::Lazy);
-    let port = core
-        .add_bridge(BridgeDesc {
-            bdf: Bdf::new(0, 1, 0),
-            parent: None,
-            kind: BridgeKind::RootPort,
-            acs: Acs::NONE,
-        })
-        .unwrap();
+    let port = non_acs_root_port(&core);
     let a = core.add_device(pci("a", mmu, 1, 0, 0, Some(port))).unwrap();
     let g = core.device_group(a).unwrap();
     assert_eq!(default_type(&core, g), DomainType::DmaFq);
@@ -83,14 +76,7 @@ fn an_untrusted_newcomer_rebuilds_an_idle_lazy_group_and_is_refused_by_a_busy_on
     // Same situation with a driver bound: the group cannot change, the device is
     // refused and released again.
     let (core, drv, mmu) = setup(DefaultPolicy::Lazy);
-    let port = core
-        .add_bridge(BridgeDesc {
-            bdf: Bdf::new(0, 1, 0),
-            parent: None,
-            kind: BridgeKind::RootPort,
-            acs: Acs::NONE,
-        })
-        .unwrap();
+    let port = non_acs_root_port(&core);
     let a = core.add_device(pci("a", mmu, 1, 0, 0, Some(port))).unwrap();
     let g = core.device_group(a).unwrap();
     core.device_use_default_domain(a).unwrap();
@@ -149,14 +135,7 @@ fn identity_wins_a_conflict_inside_a_group() {
         .lock()
         .unwrap()
         .insert("b".into(), DomainType::Identity);
-    let port = core
-        .add_bridge(BridgeDesc {
-            bdf: Bdf::new(0, 1, 0),
-            parent: None,
-            kind: BridgeKind::RootPort,
-            acs: Acs::NONE,
-        })
-        .unwrap();
+    let port = non_acs_root_port(&core);
     let a = core.add_device(pci("a", mmu, 1, 0, 0, Some(port))).unwrap();
     let g = core.device_group(a).unwrap();
     assert_eq!(default_type(&core, g), DomainType::Dma);
@@ -562,14 +541,7 @@ fn malformed_driver_regions_refuse_the_device() {
 #[test]
 fn direct_regions_are_mapped_in_runs_with_large_pages_and_joiners_skip_what_is_mapped() {
     let (core, drv, mmu) = setup(DefaultPolicy::Strict);
-    let port = core
-        .add_bridge(BridgeDesc {
-            bdf: Bdf::new(0, 1, 0),
-            parent: None,
-            kind: BridgeKind::RootPort,
-            acs: Acs::NONE,
-        })
-        .unwrap();
+    let port = non_acs_root_port(&core);
     // 4 MiB + 4 KiB at a 2 MiB boundary: two 2 MiB blocks and one 4 KiB page.
     let big = ReservedRegion::new(0x4000_0000, 0x40_1000, Prot::RW, ResvKind::Direct).unwrap();
     // Overlaps the last 4 KiB of `big` and adds one page after it.

@@ -475,3 +475,14 @@ pub fn assert_clean(drv: &MockDriver) {
     let v = drv.shared.violations.lock().unwrap();
     assert!(v.is_empty(), "driver contract violations: {v:#?}");
 }
+
+/// A root port without ACS: every device below it shares one group.
+pub fn non_acs_root_port(core: &IommuCore) -> BridgeId {
+    core.add_bridge(BridgeDesc {
+        bdf: Bdf::new(0, 1, 0),
+        parent: None,
+        kind: BridgeKind::RootPort,
+        acs: Acs::NONE,
+    })
+    .unwrap()
+}
