@@ -203,8 +203,7 @@ where
         (self.root, start)
     }
 
-    /// Put the tables a successful walk went through into the walk cache (only then:
-    /// a walk that failed part way may have met a bad descriptor).
+    /// Put the tables a successful walk went through into the walk cache.
     #[inline]
     fn remember(&self, iova: u64, found: &[u64; 4]) {
         for (level, &t) in found.iter().enumerate() {
@@ -215,82 +214,64 @@ where
         }
     }
 
-    /// Walk from the root to the table at `target` level covering `iova`, creating
-    /// missing tables. A leaf in the way is `Exists`.
+    /// Walk to the table at `target` level covering `iova`: from the walk cache when it
+    /// knows that table, otherwise down from the deepest table it knows (or the root).
+    ///
+    /// With `ALLOC`, missing tables are created (a leaf in the way is `Exists`) and the
+    /// answer is always `Some`. Without, nothing is written: an empty entry or a leaf in
+    /// the way (a larger block: partial unmap) gives `Ok(None)`.
     #[inline]
-    fn walk_alloc(&self, iova: u64, target: u32) -> Result<u64> {
-        let g = &self.geo;
-        if target == g.start_level {
-            return Ok(self.root);
+    fn walk<const ALLOC: bool>(&self, iova: u64, target: u32) -> Result<Option<u64>> {
+        if target == self.geo.start_level {
+            return Ok(Some(self.root));
         }
-        let key = self.cache_key(iova, target);
-        if let Some(t) = self.cache.get(target, key) {
-            return Ok(t);
+        if let Some(t) = self.cache.get(target, self.cache_key(iova, target)) {
+            return Ok(Some(t));
         }
-        self.walk_alloc_slow(iova, target)
+        self.walk_slow::<ALLOC>(iova, target)
     }
 
-    fn walk_alloc_slow(&self, iova: u64, target: u32) -> Result<u64> {
+    fn walk_slow<const ALLOC: bool>(&self, iova: u64, target: u32) -> Result<Option<u64>> {
         let g = &self.geo;
         let (mut table, mut level) = self.cached_at_or_above(iova, target - 1);
         let mut found = [0u64; 4];
         while level < target {
             let slot = table + 8 * g.index(iova, level);
             let mut p = self.read(slot)?;
-            if p == 0 {
-                let bytes = g.granule.bytes();
-                let new = self.mem.alloc_pages(bytes, bytes)?;
-                let desc = self.table_desc(new.0);
-                match self.mem.compare_exchange_u64(PhysAddr(slot), 0, desc)? {
-                    Ok(_) => p = desc,
-                    Err(actual) => {
-                        // Another mapper installed a table first: use theirs.
-                        self.mem.free_pages(new, bytes)?;
-                        p = actual;
-                    }
-                }
+            if p == 0 && ALLOC {
+                p = self.install_table(slot)?;
             }
             if !Pte(p).is_table(level) {
-                return Err(Error::Exists(iova));
+                return if ALLOC {
+                    Err(Error::Exists(iova))
+                } else {
+                    Ok(None)
+                };
             }
             table = Pte(p).addr(g.granule);
             level += 1;
             found[level as usize] = table;
         }
+        // Only a walk that reached its target fills the cache: one that stopped part
+        // way may have met a bad descriptor.
         self.remember(iova, &found);
-        Ok(table)
+        Ok(Some(table))
     }
 
-    /// Walk to the existing table at `target` level covering `iova`; `None` if an
-    /// entry on the way is empty or a leaf (a larger block: partial unmap).
-    #[inline]
-    fn walk_existing(&self, iova: u64, target: u32) -> Option<u64> {
-        let g = &self.geo;
-        if target == g.start_level {
-            return Some(self.root);
-        }
-        let key = self.cache_key(iova, target);
-        if let Some(t) = self.cache.get(target, key) {
-            return Some(t);
-        }
-        self.walk_existing_slow(iova, target)
-    }
-
-    fn walk_existing_slow(&self, iova: u64, target: u32) -> Option<u64> {
-        let g = &self.geo;
-        let (mut table, mut level) = self.cached_at_or_above(iova, target - 1);
-        let mut found = [0u64; 4];
-        while level < target {
-            let p = self.read(table + 8 * g.index(iova, level)).ok()?;
-            if !Pte(p).is_table(level) {
-                return None;
+    /// Allocate a next-level table and install it in the empty entry `slot`; returns
+    /// the descriptor now there (another mapper's table if it won the race).
+    fn install_table(&self, slot: u64) -> Result<u64> {
+        let bytes = self.geo.granule.bytes();
+        let new = self.mem.alloc_pages(bytes, bytes)?;
+        let desc = self.table_desc(new.0);
+        match self.mem.compare_exchange_u64(PhysAddr(slot), 0, desc)? {
+            Ok(_) => Ok(desc),
+            Err(actual) => {
+                // Another mapper installed a table first: use theirs.
+                self.mem.free_pages(new, bytes)?;
+                Ok(actual)
             }
-            table = Pte(p).addr(g.granule);
-            level += 1;
-            found[level as usize] = table;
         }
-        self.remember(iova, &found);
-        Some(table)
     }
 
     /// `Exists` if a leaf already maps part of `pgcount` entries of `pgsize` from
@@ -506,7 +487,8 @@ where
             let cur = iova.wrapping_add(done * pgsize);
             let idx = g.index(cur, level);
             let n = (pgcount - done).min(g.entries(level) - idx);
-            let res = self.walk_alloc(cur, level).and_then(|t| {
+            let res = self.walk::<true>(cur, level).and_then(|t| {
+                let t = t.ok_or(Error::Exists(cur))?;
                 self.install_leaves(t, idx, n, cur, paddr + done * pgsize, pgsize, level, attrs)
             });
             if let Err(e) = res {
@@ -533,7 +515,7 @@ where
         let mut done = 0;
         while done < pgcount {
             let cur = iova.wrapping_add(done * pgsize);
-            let Some(table) = self.walk_existing(cur, level) else {
+            let Ok(Some(table)) = self.walk::<false>(cur, level) else {
                 break;
             };
             let idx = g.index(cur, level);
