@@ -5,10 +5,25 @@
 //! Method and limits:
 //! * **Stale use.** Every TLB / walk-cache / config-cache entry remembers the
 //!   descriptor words (address, value) it was built from. Each time a translation
-//!   uses a cached entry, those words are re-read; a difference (ignoring the bits
-//!   hardware itself may update: AF, and AP\[2\]/S2AP\[1\] under DBM) means software
-//!   changed a descriptor without completing an invalidation → [`Report::StaleTlb`] /
-//!   [`Report::StaleConfig`].
+//!   uses a cached entry, and at every CMD_SYNC for every entry still cached after
+//!   the sync's invalidations, those words are re-read; a difference (ignoring the
+//!   bits hardware itself may update: AF, and AP\[2\]/S2AP\[1\] under DBM, and the
+//!   unused bits of an STE/CD) is a *change*, and the model records how many
+//!   CMD_SYNCs had completed when it first saw it. The architecture lets the SMMU
+//!   keep using cached state until the invalidation that follows the stores has
+//!   been completed by a CMD_SYNC, so a use of the old value in that window is
+//!   legal and silent. A use after a *later* CMD_SYNC has completed (the change
+//!   was there before that sync, yet the entry survived it) means the driver
+//!   forgot the invalidation or the sync → [`Report::StaleTlb`] /
+//!   [`Report::StaleConfig`], carrying both sync counts. The record is dropped
+//!   when the descriptor is re-read by a walk / fetch or found back at its cached
+//!   value. Limit: the model cannot tell which CPU's sync it is, so with several
+//!   CPUs an unrelated CMD_SYNC that completes between one CPU's store and its own
+//!   invalidation closes the window early (a correct multi-CPU driver can be
+//!   reported if it translates through that gap). In lazy (flush-queue) mode leaf
+//!   invalidation is deferred on purpose, so stale TLB uses after unrelated syncs
+//!   are reported: they are real stale translations the policy accepts, and the
+//!   report's sync counts let a caller measure the window.
 //! * **TLB conflict.** On inserting a TLB entry, entries of the same tag whose ranges
 //!   overlap it and that give a different output are reported.
 //! * **ASID conflict.** On caching a CD, other cached CDs with the same VMID and ASID
@@ -40,8 +55,9 @@ pub enum TornKind {
 /// One sanitizer finding.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Report {
-    /// A translation used a TLB or walk-cache entry whose descriptor changed in
-    /// memory without an invalidation.
+    /// A translation used a TLB or walk-cache entry whose descriptor had changed
+    /// in memory before a CMD_SYNC that has since completed (the invalidation was
+    /// missing or came after that sync).
     StaleTlb {
         /// StreamID.
         sid: u32,
@@ -59,9 +75,13 @@ pub enum Report {
         cached: u64,
         /// Value now in memory.
         current: u64,
+        /// CMD_SYNCs completed when the change was first observed.
+        observed_sync: u64,
+        /// CMD_SYNCs completed at this use (always greater than `observed_sync`).
+        sync: u64,
     },
-    /// A translation used a cached STE / CD / L1 descriptor that changed in memory
-    /// without an invalidation.
+    /// A translation used a cached STE / CD / L1 descriptor that had changed in
+    /// memory before a CMD_SYNC that has since completed (missing CFGI).
     StaleConfig {
         /// StreamID.
         sid: u32,
@@ -69,6 +89,10 @@ pub enum Report {
         ssid: Option<u32>,
         /// Address of the structure.
         pa: u64,
+        /// CMD_SYNCs completed when the change was first observed.
+        observed_sync: u64,
+        /// CMD_SYNCs completed at this use (always greater than `observed_sync`).
+        sync: u64,
     },
     /// Two TLB entries of the same tag overlap with different outputs.
     TlbConflict {

@@ -238,6 +238,12 @@ pub(crate) struct State {
     pub reports_dropped: u64,
     pub watch_ste: FastMap<u64, Watch>,
     pub watch_cd: FastMap<u64, Watch>,
+    /// Sanitizer: (descriptor PA, value a TLB / walk-cache entry was built from)
+    /// found changed in memory → number of CMD_SYNCs completed when first observed.
+    pub stale_tlb_since: FastMap<(u64, u64), u64>,
+    /// Sanitizer: PA of a cached STE / CD / L1 descriptor found changed in memory
+    /// → number of CMD_SYNCs completed when first observed.
+    pub stale_cfg_since: FastMap<u64, u64>,
     /// Resolved STE + CD per (sid, ssid) (fast path, only with an unbounded
     /// configuration cache and no sanitizer); cleared by every configuration
     /// invalidation and CR2 write.
@@ -317,6 +323,8 @@ impl Smmu {
             reports_dropped: 0,
             watch_ste: FastMap::default(),
             watch_cd: FastMap::default(),
+            stale_tlb_since: FastMap::default(),
+            stale_cfg_since: FastMap::default(),
             ctx_cache: FastMap::default(),
             last_ctx: None,
             utlb: Box::new([None; UTLB_SLOTS]),
@@ -657,6 +665,11 @@ impl Smmu {
                 // invalidated any (its slots may hold removed entries).
                 if tlb_inval && st.utlb_on {
                     st.utlb.fill(None);
+                }
+                if self.cfg.sanitizer {
+                    // Entries still cached now survive this sync: a change to
+                    // their descriptors is from here on a stale use.
+                    self.sweep_stale(st);
                 }
                 st.stats.syncs += 1;
                 if cs == sync_cs::IRQ && self.cfg.msi && msi_addr != 0 {

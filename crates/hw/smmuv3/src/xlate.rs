@@ -411,6 +411,21 @@ impl Smmu {
 
     // ------------------------------------------------------------- config fetch
 
+    /// Whether cached structure words `raw` at `pa` differ from memory in the bits
+    /// `used` (all bits if None): software may change unused bits of a live
+    /// STE/CD at any time (hitless update, §8).
+    fn config_changed(&self, pa: u64, raw: &[u64], used: Option<&[u64; 8]>) -> bool {
+        let mut cur = [0u64; 8];
+        let n = raw.len();
+        match self.mem.read_words(PhysAddr(pa), &mut cur[..n]) {
+            Ok(()) => (0..n).any(|i| (cur[i] ^ raw[i]) & used.map_or(u64::MAX, |u| u[i]) != 0),
+            Err(_) => true,
+        }
+    }
+
+    /// A translation uses the cached structure at `pa` built from `raw`: apply the
+    /// stale-use rule ([`crate::sanitizer`]) and report if due.
+    #[allow(clippy::too_many_arguments)]
     fn check_stale_config(
         &self,
         st: &mut State,
@@ -420,17 +435,73 @@ impl Smmu {
         ssid: Option<u32>,
         used: Option<[u64; 8]>,
     ) {
-        let mut cur = [0u64; 8];
-        let n = raw.len();
-        // Only bits the cached structure relies on count: software may change
-        // unused bits of a live STE/CD at any time (hitless update, §8).
-        let used = used.unwrap_or([u64::MAX; 8]);
-        let stale = match self.mem.read_words(PhysAddr(pa), &mut cur[..n]) {
-            Ok(()) => (0..n).any(|i| (cur[i] ^ raw[i]) & used[i] != 0),
-            Err(_) => true,
+        let changed = self.config_changed(pa, raw, used.as_ref());
+        let sync = st.stats.syncs;
+        if let Some(observed_sync) = stale_due(&mut st.stale_cfg_since, pa, changed, sync) {
+            Self::report(
+                st,
+                Report::StaleConfig {
+                    sid,
+                    ssid,
+                    pa,
+                    observed_sync,
+                    sync,
+                },
+            );
+        }
+    }
+
+    /// At a CMD_SYNC (after its invalidations): record, for every entry still
+    /// cached, a descriptor change not seen before (see [`crate::sanitizer`]).
+    pub(crate) fn sweep_stale(&self, st: &mut State) {
+        let sync = st.stats.syncs;
+        let mem = self.mem.as_ref();
+        let changed = |pa: u64, val: u64| {
+            let cur = mem.read_u64(PhysAddr(pa)).unwrap_or(!val);
+            (cur ^ val) & !hw_managed_mask(val) != 0
         };
-        if stale {
-            Self::report(st, Report::StaleConfig { sid, ssid, pa });
+        // Rebuilt from the surviving entries, so records of invalidated entries go.
+        let old = core::mem::take(&mut st.stale_tlb_since);
+        let tlb_paths = st.tlb.iter().map(|(_, e)| &e.path);
+        let wc_paths = st.wc.iter().map(|(_, e)| &e.path);
+        for path in tlb_paths.chain(wc_paths) {
+            for &(pa, val) in path.iter() {
+                if changed(pa, val) {
+                    let first = old.get(&(pa, val)).copied().unwrap_or(sync);
+                    st.stale_tlb_since.insert((pa, val), first);
+                }
+            }
+        }
+        let mut cfg: Vec<u64> = Vec::new();
+        for (_, e) in st.ste.iter() {
+            if self.config_changed(e.pa, &e.raw, Some(&Ste(e.raw).used_mask())) {
+                cfg.push(e.pa);
+            }
+            if let Some((pa, d)) = e.l1 {
+                if self.config_changed(pa, &[d], None) {
+                    cfg.push(pa);
+                }
+            }
+        }
+        for (_, e) in st.cd.iter() {
+            if self.config_changed(e.pa, &e.raw, Some(&Cd(e.raw).used_mask())) {
+                cfg.push(e.pa);
+            }
+        }
+        for (_, &(pa, d)) in st.l1std.iter() {
+            if self.config_changed(pa, &[d], None) {
+                cfg.push(pa);
+            }
+        }
+        for (_, e) in st.l1cd.iter() {
+            if self.config_changed(e.pa, &[e.desc], None) {
+                cfg.push(e.pa);
+            }
+        }
+        let old = core::mem::take(&mut st.stale_cfg_since);
+        for pa in cfg {
+            let first = old.get(&pa).copied().unwrap_or(sync);
+            st.stale_cfg_since.insert(pa, first);
         }
     }
 
@@ -474,6 +545,7 @@ impl Smmu {
                         .mem
                         .read_u64(PhysAddr(l1pa))
                         .map_err(|_| Xf::fetch(EventId::FSteFetch, l1pa))?;
+                    st.stale_cfg_since.remove(&l1pa);
                     let span = ste::l1::SPAN.get_in(d);
                     if (1..=12).contains(&span) {
                         st.l1std.insert(l1idx, (l1pa, d));
@@ -498,6 +570,7 @@ impl Smmu {
         self.mem
             .read_words(PhysAddr(ste_pa), &mut raw)
             .map_err(|_| Xf::fetch(EventId::FSteFetch, ste_pa))?;
+        st.stale_cfg_since.remove(&ste_pa);
         if self.cfg.sanitizer {
             st.watch_ste.insert(
                 ste_pa,
@@ -577,6 +650,7 @@ impl Smmu {
                             .mem
                             .read_u64(PhysAddr(l1pa))
                             .map_err(|_| Xf::fetch(EventId::FCdFetch, l1pa))?;
+                        st.stale_cfg_since.remove(&l1pa);
                         st.l1cd.insert(
                             (sid, l1idx),
                             L1CdEntry {
@@ -605,6 +679,7 @@ impl Smmu {
         self.mem
             .read_words(PhysAddr(pa), &mut raw)
             .map_err(|_| Xf::fetch(EventId::FCdFetch, pa))?;
+        st.stale_cfg_since.remove(&pa);
         if self.cfg.sanitizer {
             st.watch_cd.insert(
                 pa,
@@ -936,9 +1011,13 @@ impl Smmu {
         (vmid, asid): (u16, u16),
         addr: u64,
     ) {
+        let sync = st.stats.syncs;
         for &(pa, val) in path {
             let cur = self.mem.read_u64(PhysAddr(pa)).unwrap_or(!val);
-            if (cur ^ val) & !hw_managed_mask(val) != 0 {
+            let changed = (cur ^ val) & !hw_managed_mask(val) != 0;
+            if let Some(observed_sync) =
+                stale_due(&mut st.stale_tlb_since, (pa, val), changed, sync)
+            {
                 Self::report(
                     st,
                     Report::StaleTlb {
@@ -950,6 +1029,8 @@ impl Smmu {
                         desc_pa: pa,
                         cached: val,
                         current: cur,
+                        observed_sync,
+                        sync,
                     },
                 );
                 return;
@@ -1161,6 +1242,7 @@ impl Smmu {
             }
             resume_at = Some((level, pa, attrs));
         }
+        let fresh_from = if san { path.borrow().len() } else { 0 };
         let collect = st.wc.enabled();
         let mut steps: [Option<(TableStep, usize)>; 4] = [None; 4];
         let mut nsteps = 0usize;
@@ -1213,6 +1295,15 @@ impl Smmu {
         };
         st.stats.walk_reads += reads;
         let leaf = res.map_err(Xf::walk)?;
+        if san && !st.stale_tlb_since.is_empty() {
+            // Descriptors this walk read (and that still hold the value read) start
+            // new cache entries: forget any stale record of that value.
+            for &(pa, val) in &path.borrow()[fresh_from..] {
+                if self.mem.read_u64(PhysAddr(pa)) == Ok(val) {
+                    st.stale_tlb_since.remove(&(pa, val));
+                }
+            }
+        }
         if st.wc.enabled() && nsteps > 0 {
             let pv = path.borrow();
             self.wc_fill(st, tag, p, &steps[..nsteps], &pv, upper);
@@ -1641,6 +1732,25 @@ impl Smmu {
             Self::report(st, r);
         }
     }
+}
+
+/// The stale-use rule for one cached item `key` found `changed` with `sync`
+/// CMD_SYNCs completed: remember the first observation, and return it once a
+/// later sync has completed (report due). An unchanged item forgets its record.
+fn stale_due<K: core::hash::Hash + Eq>(
+    map: &mut crate::cache::FastMap<K, u64>,
+    key: K,
+    changed: bool,
+    sync: u64,
+) -> Option<u64> {
+    if !changed {
+        if !map.is_empty() {
+            map.remove(&key);
+        }
+        return None;
+    }
+    let first = *map.entry(key).or_insert(sync);
+    (sync > first).then_some(first)
 }
 
 fn changed_dwords(old: &[u64; 8], new: &[u64; 8], used: &[u64; 8]) -> u8 {

@@ -8,69 +8,143 @@ use smmuv3_model::{Access, Report, TornKind};
 
 use crate::common::*;
 
+fn read(fx: &Fx, sid: u32, va: u64) -> u64 {
+    fx.smmu.translate(sid, None, va, Access::READ).unwrap().pa.0
+}
+
+fn leaf_tlbi(asid: u16, va: u64) -> [u64; 2] {
+    cmd::tlbi_nh_va(
+        0,
+        asid,
+        va,
+        Range {
+            leaf: true,
+            ..Default::default()
+        },
+    )
+}
+
 #[test]
-fn stale_tlb_use_reported_and_silent_with_invalidation() {
+fn stale_tlb_use_in_window_before_sync_is_silent() {
+    let fx = Fx::new();
+    let mut rig = fx.rig();
+    let (mut t, _) = s1_stream(&fx, &rig, 1, 5);
+    let (a, b) = (fx.page(), fx.page());
+    t.map(0x1000, a, 3, RW);
+    assert_eq!(read(&fx, 1, 0x1000), a);
+    // Store, then translations before any sync: the cached old value is legal.
+    t.map(0x1000, b, 3, RW);
+    assert_eq!(read(&fx, 1, 0x1000), a, "old value still cached");
+    assert_eq!(read(&fx, 1, 0x1000), a);
+    // Invalidate + sync: the new value, and nothing reported.
+    rig.submit_sync(&[leaf_tlbi(5, 0x1000)]);
+    assert_eq!(read(&fx, 1, 0x1000), b);
+    assert_eq!(fx.smmu.sanitizer_reports(), vec![]);
+    // Same page unmapped and remapped repeatedly (same value each time): every
+    // window is judged on its own, not on an earlier one's record.
+    for _ in 0..3 {
+        t.map(0x1000, a, 3, RW);
+        assert_eq!(read(&fx, 1, 0x1000), b);
+        rig.submit_sync(&[leaf_tlbi(5, 0x1000)]);
+        assert_eq!(read(&fx, 1, 0x1000), a);
+        t.map(0x1000, b, 3, RW);
+        assert_eq!(read(&fx, 1, 0x1000), a);
+        rig.submit_sync(&[leaf_tlbi(5, 0x1000)]);
+        assert_eq!(read(&fx, 1, 0x1000), b);
+    }
+    assert_eq!(fx.smmu.sanitizer_reports(), vec![]);
+}
+
+#[test]
+fn stale_tlb_use_after_sync_without_invalidation_reported() {
     let fx = Fx::new();
     let mut rig = fx.rig();
     let (mut t, _) = s1_stream(&fx, &rig, 1, 5);
     let (a, b) = (fx.page(), fx.page());
     let slot = t.map(0x1000, a, 3, RW);
-    fx.smmu.translate(1, None, 0x1000, Access::READ).unwrap();
-    // Correct: unmap, invalidate, sync, remap.
-    fx.m().write_u64(PhysAddr(slot), 0).unwrap();
-    rig.submit_sync(&[cmd::tlbi_nh_va(
-        0,
-        5,
-        0x1000,
-        Range {
-            leaf: true,
-            ..Default::default()
-        },
-    )]);
+    assert_eq!(read(&fx, 1, 0x1000), a);
+    // Bad: change, use (legal so far), sync WITHOUT the TLBI, use again.
     t.map(0x1000, b, 3, RW);
-    assert_eq!(
-        fx.smmu
-            .translate(1, None, 0x1000, Access::READ)
-            .unwrap()
-            .pa
-            .0,
-        b
-    );
+    assert_eq!(read(&fx, 1, 0x1000), a);
     assert_eq!(fx.smmu.sanitizer_reports(), vec![]);
-    // Bad: change without invalidation, then use.
-    t.map(0x1000, a, 3, RW);
-    assert_eq!(
-        fx.smmu
-            .translate(1, None, 0x1000, Access::READ)
-            .unwrap()
-            .pa
-            .0,
-        b,
-        "stale"
-    );
+    let before = fx.smmu.stats().syncs;
+    rig.submit_sync(&[]);
+    assert_eq!(read(&fx, 1, 0x1000), a, "stale");
     let r = fx.smmu.take_sanitizer_reports();
     assert!(
-        matches!(r.as_slice(), [Report::StaleTlb { sid: 1, asid: 5, vmid: 0, addr: 0x1000, desc_pa, .. }] if *desc_pa == slot),
+        matches!(r.as_slice(), [Report::StaleTlb { sid: 1, asid: 5, vmid: 0, addr: 0x1000, desc_pa, cached, current, observed_sync, sync, .. }]
+            if *desc_pa == slot && cached & !0xFFF == a && current & !0xFFF == b && *observed_sync == before && *sync == before + 1),
         "{r:?}"
     );
 }
 
 #[test]
-fn stale_config_reported() {
+fn stale_tlb_store_then_sync_then_use_reported() {
+    // No translation between the store and the sync: the sync itself observes that
+    // a surviving entry's descriptor changed.
+    let fx = Fx::new();
+    let mut rig = fx.rig();
+    let (mut t, _) = s1_stream(&fx, &rig, 1, 5);
+    let (a, b) = (fx.page(), fx.page());
+    t.map(0x1000, a, 3, RW);
+    assert_eq!(read(&fx, 1, 0x1000), a);
+    t.map(0x1000, b, 3, RW);
+    rig.submit_sync(&[]);
+    assert_eq!(read(&fx, 1, 0x1000), a, "stale");
+    let r = fx.smmu.take_sanitizer_reports();
+    assert!(
+        matches!(
+            r.as_slice(),
+            [Report::StaleTlb {
+                sid: 1,
+                addr: 0x1000,
+                ..
+            }]
+        ),
+        "{r:?}"
+    );
+    // A TLBI for another address does not help either.
+    t.map(0x1000, fx.page(), 3, RW);
+    rig.submit_sync(&[leaf_tlbi(5, 0x9000)]);
+    read(&fx, 1, 0x1000);
+    let r = fx.smmu.take_sanitizer_reports();
+    assert!(
+        matches!(
+            r.as_slice(),
+            [Report::StaleTlb {
+                sid: 1,
+                addr: 0x1000,
+                ..
+            }]
+        ),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn stale_config_reported_only_after_a_sync() {
     let fx = Fx::new();
     let mut rig = fx.rig();
     rig.set_ste(2, SteBits::bypass());
     fx.smmu.translate(2, None, 0, Access::READ).unwrap();
-    // Unused bits of a live STE may change without invalidation: silent.
+    // Unused bits of a live STE may change without invalidation: silent, even
+    // across syncs.
     rig.set_ste(2, SteBits::bypass().strw(2).vmid(3));
     fx.smmu.translate(2, None, 0, Access::READ).unwrap();
+    rig.submit_sync(&[]);
+    fx.smmu.translate(2, None, 0, Access::READ).unwrap();
     assert_eq!(fx.smmu.sanitizer_reports(), vec![]);
-    // Config changes (bypass -> abort) without CFGI: the stale STE is used.
+    // Config changes (bypass -> abort): before any sync the cached STE is legal.
     rig.set_ste(2, SteBits::abort());
     assert!(
         fx.smmu.translate(2, None, 0, Access::READ).is_ok(),
         "stale bypass STE"
     );
+    assert_eq!(fx.smmu.sanitizer_reports(), vec![]);
+    // A sync without CFGI_STE: the next use is reported.
+    let before = fx.smmu.stats().syncs;
+    rig.submit_sync(&[cmd::cfgi_ste(3, true)]);
+    assert!(fx.smmu.translate(2, None, 0, Access::READ).is_ok());
     let r = fx.smmu.take_sanitizer_reports();
     assert!(
         matches!(
@@ -78,11 +152,52 @@ fn stale_config_reported() {
             [Report::StaleConfig {
                 sid: 2,
                 ssid: None,
+                observed_sync,
+                sync,
                 ..
-            }]
+            }] if *observed_sync == before && *sync == before + 1
         ),
         "{r:?}"
     );
+    rig.submit_sync(&[cmd::cfgi_ste(2, true)]);
+    assert!(fx.smmu.translate(2, None, 0, Access::READ).is_err());
+    assert_eq!(fx.smmu.sanitizer_reports(), vec![]);
+}
+
+#[test]
+fn stale_config_store_then_sync_without_cfgi_reported() {
+    let fx = Fx::new();
+    let mut rig = fx.rig();
+    rig.set_ste(2, SteBits::bypass());
+    fx.smmu.translate(2, None, 0, Access::READ).unwrap();
+    rig.set_ste(2, SteBits::abort());
+    rig.submit_sync(&[]);
+    assert!(fx.smmu.translate(2, None, 0, Access::READ).is_ok());
+    let r = fx.smmu.take_sanitizer_reports();
+    assert!(
+        matches!(r.as_slice(), [Report::StaleConfig { sid: 2, .. }]),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn config_update_with_translations_between_stores_is_silent() {
+    // Correct sequence: several 64-bit stores with translations interleaved, then
+    // CFGI + SYNC. Every translation before the sync may use the old STE.
+    let fx = Fx::new();
+    let mut rig = fx.rig();
+    rig.set_ste(2, SteBits::bypass());
+    fx.smmu.translate(2, None, 0, Access::READ).unwrap();
+    let pa = rig.ste_addr(2);
+    let new = SteBits::abort();
+    let mut words = [0u64; 8];
+    new.write(fx.m(), pa);
+    fx.m().read_words(PhysAddr(pa), &mut words).unwrap();
+    rig.set_ste(2, SteBits::bypass());
+    for (i, w) in words.iter().enumerate().rev() {
+        fx.m().write_u64(PhysAddr(pa + 8 * i as u64), *w).unwrap();
+        let _ = fx.smmu.translate(2, None, 0, Access::READ);
+    }
     rig.submit_sync(&[cmd::cfgi_ste(2, true)]);
     assert!(fx.smmu.translate(2, None, 0, Access::READ).is_err());
     assert_eq!(fx.smmu.sanitizer_reports(), vec![]);
