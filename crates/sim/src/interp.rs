@@ -654,10 +654,15 @@ impl Interp {
                 prot,
             } => {
                 let d = self.domain(domain)?;
-                let Some(Handle::Pages { pa, .. }) = self.handles.get(phys) else {
+                let Some(&Handle::Pages { pa, size: have }) = self.handles.get(phys) else {
                     return Err(format!("`{phys}` is not physical pages"));
                 };
-                let r = d.map(Iova(*iova), *pa, *size, Prot::from_bits_truncate(*prot));
+                if *size > have {
+                    return Err(format!(
+                        "mapping {size:#x} bytes of `{phys}`, which has only {have:#x}"
+                    ));
+                }
+                let r = d.map(Iova(*iova), pa, *size, Prot::from_bits_truncate(*prot));
                 self.api(r.map_err(|e| (e.errno(), e.to_string())));
             }
             StmtKind::IommuUnmap { domain, iova, size } => {

@@ -13,7 +13,7 @@ mod parser;
 
 pub use ast::*;
 pub use check::{HandleKind, check};
-pub use parser::{Diagnostic, MAX_DIAGNOSTICS, parse};
+pub use parser::{Diagnostic, MAX_BUFFER, MAX_DIAGNOSTICS, MAX_READ, parse};
 
 /// Parse arbitrary bytes as a scenario (invalid UTF-8 is reported, not a panic);
 /// the entry point of the fuzz target.

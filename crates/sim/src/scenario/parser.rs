@@ -14,6 +14,15 @@ use core::fmt;
 /// Most diagnostics reported for one file before giving up.
 pub const MAX_DIAGNOSTICS: usize = 20;
 
+/// Largest buffer a scenario may create or fill in one statement (`map` size plus
+/// offset, a `map-sg` total, `alloc-*`, `pages`, `cpu-fill`): 64 MiB. Scenarios state
+/// behaviours, not bulk transfers; the cap keeps a hostile file from exhausting the
+/// host's memory through the sparse simulated memory.
+pub const MAX_BUFFER: u64 = 64 << 20;
+
+/// Largest read of one statement (`cpu-read`, `dma-read`): 1 MiB.
+pub const MAX_READ: u64 = 1 << 20;
+
 /// A located error message.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Diagnostic {
@@ -248,11 +257,18 @@ fn size_opt(args: &mut Args<'_>, key: &str) -> Result<Option<u64>, LineErr> {
     }
 }
 
-fn size_req(args: &mut Args<'_>, key: &str) -> Result<u64, LineErr> {
+/// A required, non-zero size of at most `max` bytes.
+fn size_req(args: &mut Args<'_>, key: &str, max: u64) -> Result<u64, LineErr> {
     let (v, col) = args.require(key, "SIZE")?;
     let n = parse_size(v).map_err(|m| (value_col(key, col), m))?;
     if n == 0 {
         return Err((value_col(key, col), format!("`{key}` must not be zero")));
+    }
+    if n > max {
+        return Err((
+            value_col(key, col),
+            format!("`{key}` is at most {max:#x} bytes in a scenario, got {n:#x}"),
+        ));
     }
     Ok(n)
 }
@@ -500,8 +516,14 @@ fn parse_command(
         }
         "map" => {
             let device = name_arg(&args.positional(0, "a device")?, "device")?;
-            let size = size_req(args, "size")?;
+            let size = size_req(args, "size", MAX_BUFFER)?;
             let offset = size_opt(args, "offset")?.unwrap_or(0);
+            if offset.saturating_add(size) > MAX_BUFFER {
+                return Err((
+                    cmd.col,
+                    format!("`offset` + `size` is at most {MAX_BUFFER:#x} bytes in a scenario"),
+                ));
+            }
             let dir = dir_opt(args)?;
             StmtKind::Map {
                 handle: h(),
@@ -525,6 +547,16 @@ fn parse_command(
                 }
                 lens.push(n);
             }
+            if lens
+                .iter()
+                .try_fold(0u64, |a, &l| a.checked_add(l))
+                .is_none_or(|t| t > MAX_BUFFER)
+            {
+                return Err((
+                    value_col("lens", col),
+                    format!("a scatterlist is at most {MAX_BUFFER:#x} bytes in a scenario"),
+                ));
+            }
             if lens.len() > 4096 {
                 return Err((
                     value_col("lens", col),
@@ -544,7 +576,7 @@ fn parse_command(
         },
         "alloc-coherent" | "alloc-noncontiguous" => {
             let device = name_arg(&args.positional(0, "a device")?, "device")?;
-            let size = size_req(args, "size")?;
+            let size = size_req(args, "size", MAX_BUFFER)?;
             StmtKind::Alloc {
                 handle: h(),
                 device,
@@ -579,24 +611,18 @@ fn parse_command(
         "cpu-fill" => {
             let target = target(&args.positional(0, "a target (HANDLE[+OFFSET])")?)?;
             let byte = int_opt(args, "byte", 255)?.unwrap_or(0) as u8;
-            let len = size_req(args, "len")?;
+            let len = size_req(args, "len", MAX_BUFFER)?;
             StmtKind::CpuFill { target, byte, len }
         }
         "cpu-read" => {
             let target = target(&args.positional(0, "a target (HANDLE[+OFFSET])")?)?;
-            let len = size_req(args, "len")?;
-            if len > 1 << 20 {
-                return Err((cmd.col, "reads are at most 1 MiB".into()));
-            }
+            let len = size_req(args, "len", MAX_READ)?;
             StmtKind::CpuRead { target, len }
         }
         "dma-read" => {
             let device = name_arg(&args.positional(0, "a device")?, "device")?;
             let target = target(&args.positional(1, "a target (HANDLE[+OFFSET] or IOVA)")?)?;
-            let len = size_req(args, "len")?;
-            if len > 1 << 20 {
-                return Err((cmd.col, "reads are at most 1 MiB".into()));
-            }
+            let len = size_req(args, "len", MAX_READ)?;
             let no_snoop = args.flag(2, "no-snoop");
             StmtKind::DmaRead {
                 device,
@@ -647,7 +673,7 @@ fn parse_command(
         },
         "pages" => StmtKind::Pages {
             handle: h(),
-            size: size_req(args, "size")?,
+            size: size_req(args, "size", MAX_BUFFER)?,
         },
         "iommu-map" => {
             let domain = name_arg(&args.positional(0, "a domain")?, "domain")?;
@@ -658,7 +684,7 @@ fn parse_command(
                 return Err((value_col("phys", col), format!("`{v}` is not a handle")));
             }
             let phys = v.to_string();
-            let size = size_req(args, "size")?;
+            let size = size_req(args, "size", u64::MAX)?;
             let prot = match args.take("prot") {
                 None => 0b11,
                 Some((v, col)) => prot_list(v).map_err(|m| (value_col("prot", col), m))?,
@@ -675,7 +701,7 @@ fn parse_command(
             let domain = name_arg(&args.positional(0, "a domain")?, "domain")?;
             let (v, col) = args.require("iova", "IOVA")?;
             let iova = parse_size(v).map_err(|m| (value_col("iova", col), m))?;
-            let size = size_req(args, "size")?;
+            let size = size_req(args, "size", u64::MAX)?;
             StmtKind::IommuUnmap { domain, iova, size }
         }
         "enforce-coherency" => StmtKind::EnforceCoherency {
