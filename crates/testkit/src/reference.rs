@@ -56,19 +56,20 @@ impl RefIommu {
         iova.checked_add(len - 1).ok_or(RefError::BadRange)
     }
 
-    /// Mappings overlapping `[iova, last]`, in order.
+    /// Mappings overlapping `[iova, last]`, in order (none when `last < iova`).
     pub fn overlapping(&self, iova: u64, last: u64) -> impl Iterator<Item = &RefMapping> {
+        let valid = iova <= last;
         let first = self
             .map
             .range(..=iova)
             .next_back()
-            .filter(|(_, m)| m.last() >= iova)
+            .filter(|(_, m)| valid && m.last() >= iova)
             .map(|(_, m)| m);
         let rest = self
             .map
-            .range(iova..=last)
+            .range(iova..=last.max(iova))
             .map(|(_, m)| m)
-            .filter(move |m| m.iova != iova || first.is_none());
+            .filter(move |m| valid && (m.iova != iova || first.is_none()));
         first.into_iter().chain(rest)
     }
 
@@ -206,6 +207,20 @@ mod tests {
         assert_eq!(r.unmap(0x0, 0x10000), Ok(0x3000));
         assert!(r.is_empty());
         assert_eq!(r.map(u64::MAX, 0, 2, Prot::READ), Err(RefError::BadRange));
+    }
+
+    #[test]
+    fn reversed_and_wrapping_ranges_are_refused_not_panics() {
+        let mut r = RefIommu::new();
+        r.map(0x1000, 0, 0x1000, Prot::RW).unwrap();
+        assert_eq!(r.overlapping(0x1fff, 0x1000).count(), 0);
+        assert_eq!(r.overlapping(0x1000, 0x1000).count(), 1);
+        assert_eq!(r.map(u64::MAX, 0, 2, Prot::RW), Err(RefError::BadRange));
+        assert_eq!(r.map(0, u64::MAX, 2, Prot::RW), Err(RefError::BadRange));
+        assert_eq!(r.map(0, 0, 0, Prot::RW), Err(RefError::BadRange));
+        assert_eq!(r.unmap(u64::MAX, 2), Err(RefError::BadRange));
+        assert!(!r.is_free(u64::MAX, 2));
+        assert_eq!(r.mapped_bytes(), 0x1000);
     }
 
     #[test]
