@@ -56,11 +56,25 @@ pub fn tg1_shift(tg1: u8) -> Option<u32> {
     }
 }
 
+/// Largest input size a granule can translate (48 bits; 52 with 64K, FEAT_LPA).
+fn max_ias(granule_shift: u32) -> Option<u32> {
+    match granule_shift {
+        12 | 14 => Some(48),
+        16 => Some(52),
+        _ => None,
+    }
+}
+
 impl WalkParams {
     /// Stage-1 parameters from TnSZ and a granule shift: the start level is the one
     /// whose region covers the input size (Arm ARM lookup-level tables).
+    /// `None` for a granule that does not exist or an input size above what the
+    /// granule can translate (48 bits; 52 with 64K).
     pub fn stage1(tsz: u8, granule_shift: u32, upper: bool) -> Option<WalkParams> {
         let ias = 64u32.checked_sub(tsz as u32)?;
+        if ias > max_ias(granule_shift)? {
+            return None;
+        }
         // Largest input size each level can resolve from, per granule.
         let start_level = match granule_shift {
             12 => match ias {
@@ -91,19 +105,28 @@ impl WalkParams {
     }
 
     /// Stage-2 parameters from VTCR T0SZ, SL0 and TG0 (QEMU's decoding, §4.1).
+    /// `None` for a reserved TG0 or SL0, an input size above what the granule can
+    /// translate, or a start level above the input size.
     pub fn stage2(t0sz: u8, sl0: u8, tg0: u8) -> Option<WalkParams> {
         let granule_shift = tg0_shift(tg0)?;
+        let ias = 64u32.checked_sub(t0sz as u32)?;
+        if ias > max_ias(granule_shift)? {
+            return None;
+        }
         let start_level = if granule_shift == 12 {
             2u32.checked_sub(sl0 as u32)?
         } else {
             3u32.checked_sub(sl0 as u32)?
         };
-        Some(WalkParams {
+        let p = WalkParams {
             granule_shift,
-            ias: 64 - t0sz as u32,
+            ias,
             start_level,
             upper: false,
-        })
+        };
+        // A start level whose entries are larger than the whole input range resolves
+        // no bit at all (an inconsistent SL0/T0SZ pair).
+        (ias > p.low_bit(start_level)).then_some(p)
     }
 
     /// Lowest input bit a table entry at `level` resolves.
@@ -417,6 +440,21 @@ mod tests {
         assert_eq!(WalkParams::stage1(22, 16, false).unwrap().start_level, 2);
         assert_eq!(WalkParams::stage2(24, 1, 0).unwrap().start_level, 1);
         assert_eq!(WalkParams::stage2(24, 0, 2).unwrap().start_level, 3);
+    }
+
+    #[test]
+    fn inconsistent_register_values_are_refused_not_panics() {
+        // T0SZ above 64, input sizes a granule cannot translate, bad TG/SL0 pairs.
+        assert_eq!(WalkParams::stage1(200, 12, false), None);
+        assert_eq!(WalkParams::stage1(0, 12, true), None);
+        assert_eq!(WalkParams::stage1(12, 12, false), None, "52 bits need 64K");
+        assert_eq!(WalkParams::stage1(16, 13, false), None);
+        assert_eq!(WalkParams::stage2(200, 0, 0), None);
+        assert_eq!(WalkParams::stage2(0, 0, 1), None);
+        assert_eq!(WalkParams::stage2(24, 3, 0), None);
+        assert_eq!(WalkParams::stage2(39, 2, 0), None, "level 0 above 25 bits");
+        assert_eq!(WalkParams::stage2(24, 0, 3), None, "reserved TG0");
+        assert!(WalkParams::stage1(12, 16, true).unwrap().in_range(u64::MAX));
     }
 
     #[test]
