@@ -47,10 +47,13 @@ macro_rules! address_type {
                 Self(self.0 & !(align - 1))
             }
 
-            /// Round up to a power-of-two `align`, or `None` on overflow.
+            /// Round up to a power-of-two `align`, or `None` on overflow or when
+            /// `align` is not a power of two.
             #[inline]
             pub const fn checked_align_up(self, align: u64) -> Option<Self> {
-                debug_assert!(align.is_power_of_two());
+                if !align.is_power_of_two() {
+                    return None;
+                }
                 match self.0.checked_add(align - 1) {
                     Some(v) => Some(Self(v & !(align - 1))),
                     None => None,
@@ -125,6 +128,8 @@ mod tests {
             Some(PhysAddr(0x2000))
         );
         assert_eq!(PhysAddr(u64::MAX - 2).checked_align_up(0x1000), None);
+        assert_eq!(PhysAddr(0x1001).checked_align_up(0), None);
+        assert_eq!(PhysAddr(0x1001).checked_align_up(0x3000), None);
         assert_eq!(Ipa(0x1fff).align_down(0x1000), Ipa(0x1000));
         assert!(Iova(0x4000).is_aligned(0x4000));
         assert!(!Iova(0x4001).is_aligned(0x2));

@@ -1,5 +1,5 @@
 //! Which simulated CPU is running the caller, for per-CPU structures (IOVA magazines,
-//! flush queues).
+//! flush queues; reference `software.md` §2 and §3.3).
 
 /// A source of CPU ids in `0..count()`.
 pub trait CpuId: Send + Sync {

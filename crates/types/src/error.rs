@@ -1,4 +1,5 @@
-//! Errno-style error kinds and the error type of this crate.
+//! Errno-style error kinds and the error type of this crate (reference `software.md`
+//! "errno X means the call returns -X": the kinds are the Linux errno values).
 
 use core::fmt;
 

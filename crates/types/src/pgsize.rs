@@ -1,4 +1,6 @@
-//! Page-size bitmaps (Linux `pgsize_bitmap`): bit n set means pages of 2^n bytes can be mapped.
+//! Page-size bitmaps (Linux `pgsize_bitmap`): bit n set means pages of 2^n bytes can be mapped
+//! (reference `lpae.md` §3 for the sizes of each granule, `software.md` §4 and §6.7 for how
+//! dma-iommu and the core use the bitmap).
 
 use core::fmt;
 
