@@ -59,7 +59,8 @@ impl IovaDomainBuilder {
             return Err(Error::BadConfig("magazine size must be 1..=127"));
         }
         let shift = g.trailing_zeros();
-        let max_pfn = u64::MAX >> shift;
+        // The top pfn is the tree's anchor sentinel, never allocatable.
+        let max_pfn = (u64::MAX >> shift).min(u64::MAX - 1);
         if self.start_pfn > max_pfn {
             return Err(Error::BadConfig("start pfn beyond the address space"));
         }
@@ -74,7 +75,7 @@ impl IovaDomainBuilder {
             shift,
             start_pfn: self.start_pfn,
             dma_32bit_pfn,
-            max_pfn: max_pfn.min(u64::MAX - 1),
+            max_pfn,
             mag_size: self.mag_size,
             tree: Lock::new(IovaTree::new(self.start_pfn, dma_32bit_pfn)),
             rcaches: (0..IOVA_RANGE_CACHE_MAX_SIZE)
@@ -580,6 +581,20 @@ mod tests {
             .cpus(Arc::new(FixedCpuId { id: 0, count: 2 }))
             .build()
             .unwrap()
+    }
+
+    #[test]
+    fn start_pfn_must_leave_an_allocatable_pfn() {
+        // Granule 1: the top pfn is the tree's sentinel, so u64::MAX cannot start.
+        assert!(matches!(
+            IovaDomain::builder(1, u64::MAX).build(),
+            Err(Error::BadConfig(_))
+        ));
+        let d = IovaDomain::builder(1, u64::MAX - 1).build().unwrap();
+        assert_eq!(
+            d.alloc_iova(1, u64::MAX - 1, false).map(|r| r.pfn_lo),
+            Ok(u64::MAX - 1)
+        );
     }
 
     #[test]

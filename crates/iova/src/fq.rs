@@ -73,6 +73,10 @@ pub enum FqKind {
     Single,
 }
 
+/// Largest ring accepted by [`FlushQueue`] (slots per ring); Linux's largest is the
+/// 32768-entry single queue.
+pub const MAX_FQ_SIZE: usize = 1 << 20;
+
 /// Size and timing of a flush queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FqConfig {
@@ -281,9 +285,9 @@ impl<P: Send, O: FqOps<P>, S: IovaSink> FlushQueue<P, O, S> {
         cpus: Arc<dyn CpuId>,
         config: FqConfig,
     ) -> Result<Self> {
-        if config.size < 2 || !config.size.is_power_of_two() {
+        if config.size < 2 || !config.size.is_power_of_two() || config.size > MAX_FQ_SIZE {
             return Err(Error::BadConfig(
-                "flush queue size must be a power of two >= 2",
+                "flush queue size must be a power of two in 2..=2^20",
             ));
         }
         let nrings = match config.kind {
@@ -294,7 +298,8 @@ impl<P: Send, O: FqOps<P>, S: IovaSink> FlushQueue<P, O, S> {
         let rings = (0..nrings)
             .map(|_| {
                 CachePadded(Lock::new(Ring {
-                    entries: VecDeque::with_capacity(capacity),
+                    // Grown on demand: a large single queue costs nothing until used.
+                    entries: VecDeque::new(),
                 }))
             })
             .collect();
@@ -630,6 +635,26 @@ mod tests {
         let clock = Arc::new(VirtualClock::new(1_000));
         let fq = FlushQueue::new(d.clone(), ops.clone(), clock.clone(), cfg).unwrap();
         (d, ops, clock, fq)
+    }
+
+    #[test]
+    fn oversized_or_malformed_ring_sizes_are_refused_without_allocating() {
+        let d = Arc::new(IovaDomain::builder(4096, 1).build().unwrap());
+        let clock = Arc::new(VirtualClock::new(0));
+        for size in [0, 1, 3, MAX_FQ_SIZE * 2, 1 << 62, usize::MAX] {
+            let cfg = FqConfig {
+                size,
+                ..FqConfig::single()
+            };
+            let r =
+                FlushQueue::<u32>::new(d.clone(), Arc::new(Recorder::new()), clock.clone(), cfg);
+            assert!(matches!(r, Err(Error::BadConfig(_))), "size {size}");
+        }
+        let big = FqConfig {
+            size: MAX_FQ_SIZE,
+            ..FqConfig::single()
+        };
+        assert!(FlushQueue::<u32>::new(d, Arc::new(Recorder::new()), clock, big).is_ok());
     }
 
     #[test]
