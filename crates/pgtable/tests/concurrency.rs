@@ -10,6 +10,9 @@ use iommu_types::{Iova, PhysAddr, Prot, SZ_4K};
 
 const THREADS: u64 = 4;
 const PAGES: u64 = 4096; // 16 MiB of 4K pages: eight level-3 tables shared by all threads
+/// Rounds, each in a fresh 4 GiB region: every round is a new chance for the threads
+/// to race on installing the same tables (a lost race shows up in most runs).
+const ROUNDS: u64 = 16;
 
 #[test]
 fn disjoint_concurrent_mappers_share_tables_safely() {
@@ -17,14 +20,18 @@ fn disjoint_concurrent_mappers_share_tables_safely() {
     let cfg = LpaeConfig::new(Stage::S1, Granule::G4K, 48, 48);
     let table = Arc::new(LpaeTable::new(cfg, mem.clone(), Arc::new(NoFlush)).unwrap());
     let start = mem.stats().pages_in_use;
-    for round in 0..4u64 {
+    for round in 0..ROUNDS {
         // Interleaved pages: thread t owns pages t, t + THREADS, ... so the threads race
         // to install every intermediate table.
         let base = round << 32;
+        // All threads start mapping together, so that they do race for the tables.
+        let start_line = std::sync::Barrier::new(THREADS as usize);
         std::thread::scope(|s| {
             for t in 0..THREADS {
                 let table = table.clone();
+                let start_line = &start_line;
                 s.spawn(move || {
+                    start_line.wait();
                     for i in (t..PAGES).step_by(THREADS as usize) {
                         let iova = base + i * SZ_4K;
                         let r = table.map_pages(
