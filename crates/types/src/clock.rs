@@ -25,9 +25,17 @@ impl VirtualClock {
         }
     }
 
-    /// Advance by `ns` and return the new time.
+    /// Advance by `ns` and return the new time. Time saturates at `u64::MAX` rather
+    /// than wrapping back to the past (a clock must stay monotonic whatever the
+    /// caller's arithmetic).
     pub fn advance(&self, ns: u64) -> u64 {
-        self.now.fetch_add(ns, Ordering::AcqRel).wrapping_add(ns)
+        let step = |t: u64| Some(t.saturating_add(ns));
+        match self
+            .now
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, step)
+        {
+            Ok(prev) | Err(prev) => prev.saturating_add(ns),
+        }
     }
 
     /// Move to `ns` if that is later than now (time never goes back).
@@ -61,5 +69,8 @@ mod tests {
         assert_eq!(c.now_ns(), 15);
         c.advance_to(100);
         assert_eq!(c.now_ns(), 100);
+        assert_eq!(c.advance(u64::MAX), u64::MAX, "saturates");
+        assert_eq!(c.advance(1), u64::MAX, "never wraps back to the past");
+        assert_eq!(c.now_ns(), u64::MAX);
     }
 }
