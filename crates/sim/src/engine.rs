@@ -13,7 +13,8 @@
 //! * **Untrusted** (mixed workload): a NIC-like device hot-plugged after boot behind
 //!   an external-facing port; the core forces its group strict and the DMA layer
 //!   bounces its sub-granule buffers.
-//! * **Malicious**: a NIC-like device (its own group, untrusted) that, after every
+//! * **Malicious**: a NIC-like device (its own group, declared trusted: it passed as
+//!   a normal NIC, so it gets the policy's default domain) that, after every
 //!   unmap of one of its buffers, replays that IOVA and older ones, and probes the
 //!   granules just below and above its live buffers.
 //!
@@ -27,8 +28,8 @@
 
 use crate::cost::CostTable;
 use crate::error::{Error, Result};
-use crate::metrics::{HwCounters, RunMetrics};
-use crate::oracle::Oracle;
+use crate::metrics::{HwCounters, MaliciousStats, RunMetrics};
+use crate::oracle::{Oracle, Verdict};
 use crate::platform::{Platform, SimDma};
 use crate::scenario::{DeviceDecl, Policy, SmmuDecl, SmmuFeatures};
 use crate::stats::{Log2Histogram, Summary};
@@ -61,6 +62,10 @@ struct ThreadStats {
     unmap_hist: Log2Histogram,
     max_exposed: u64,
     errors: u64,
+    /// Malicious device: replays of IOVAs it was given and that were unmapped.
+    replays: u64,
+    /// Of those, the ones the SMMU let through.
+    replay_successes: u64,
 }
 
 /// What all threads share.
@@ -152,6 +157,18 @@ impl Ctx<'_, '_> {
 
     /// A device access judged by the oracle; returns whether it succeeded.
     fn access(&mut self, dev: usize, iova: u64, len: u64, write: bool) -> bool {
+        self.judged_access(dev, iova, len, write).0
+    }
+
+    /// A device access and the oracle's verdict on it (`None` if the oracle's lock
+    /// was poisoned).
+    fn judged_access(
+        &mut self,
+        dev: usize,
+        iova: u64,
+        len: u64,
+        write: bool,
+    ) -> (bool, Option<Verdict>) {
         let p = self.s.p;
         let now = p.clock.now_ns();
         let ok = if write {
@@ -165,10 +182,13 @@ impl Ctx<'_, '_> {
             self.st.dma_bytes += len;
         }
         let space = p.space_of(dev);
-        if let Ok(mut o) = self.s.oracle.lock() {
-            o.access(space, dev as u32, iova, len, ok, now);
-        }
-        ok
+        let verdict = self
+            .s
+            .oracle
+            .lock()
+            .ok()
+            .map(|mut o| o.access(space, dev as u32, iova, len, ok, now));
+        (ok, verdict)
     }
 
     fn buffer(&mut self, len: u64) -> Option<PhysAddr> {
@@ -252,9 +272,16 @@ impl NicQueue {
         if self.history.len() > 32 {
             self.history.pop_front();
         }
-        c.access(self.dev, unmapped, 64, true);
         let old = self.history[c.rng.random_range(0..self.history.len())];
-        c.access(self.dev, old, 64, false);
+        // An older IOVA may have been freed and given to this device again: that
+        // access is legitimate, so only what the oracle judges malicious counts.
+        for (iova, write) in [(unmapped, true), (old, false)] {
+            let (_, verdict) = c.judged_access(self.dev, iova, 64, write);
+            c.st.replays += 1;
+            if verdict.is_some_and(Verdict::is_malicious_success) {
+                c.st.replay_successes += 1;
+            }
+        }
         let granule = c.s.p.devices[self.dev]
             .dma
             .as_ref()
@@ -262,7 +289,7 @@ impl NicQueue {
         if let Some(&(_, live)) = self.rx.back() {
             let base = live & !(granule - 1);
             c.access(self.dev, base.wrapping_sub(granule), 64, false);
-            c.access(self.dev, base + granule, 64, false);
+            c.access(self.dev, base.wrapping_add(granule), 64, false);
         }
     }
 
@@ -446,7 +473,7 @@ pub fn simulate(cfg: &SimConfig, progress: &(dyn Fn(u64, u64) + Sync)) -> Result
         Limit::Ops(n) => Some(n),
         Limit::Seconds(_) => None,
     };
-    let total_ops = per_cpu_ops.map(|n| n * u64::from(cfg.cpus));
+    let total_ops = per_cpu_ops.map(|n| n.saturating_mul(u64::from(cfg.cpus)));
     let shared = Shared {
         p: &p,
         oracle: Mutex::new(Oracle::new(cfg.granule)),
@@ -612,6 +639,8 @@ fn collect(
         m.unmap_latency_hist.merge(&r.unmap_hist);
         m.exposed_bytes = m.exposed_bytes.max(r.max_exposed);
         errors += r.errors;
+        m.malicious.replays += r.replays;
+        m.malicious.replay_successes += r.replay_successes;
     }
     m.ops_per_sec = if real_ns == 0 {
         0.0
@@ -623,7 +652,11 @@ fn collect(
     m.hw = hw;
     if let Ok(o) = shared.oracle.lock() {
         m.stale = o.stale().clone();
-        m.malicious = o.malicious();
+        m.malicious = MaliciousStats {
+            replays: m.malicious.replays,
+            replay_successes: m.malicious.replay_successes,
+            ..o.malicious()
+        };
         m.iova
             .insert("wrongly_blocked_accesses".into(), o.wrongly_blocked());
     }

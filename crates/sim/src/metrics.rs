@@ -153,6 +153,11 @@ pub struct MaliciousStats {
     pub successes: u64,
     /// Successful replays that reached a buffer since given to someone else.
     pub misdirected: u64,
+    /// Replays the malicious device issued on purpose (IOVAs it was given, after
+    /// their unmap), counted by the device model itself, independently of the oracle.
+    pub replays: u64,
+    /// Of those, the ones the SMMU let through.
+    pub replay_successes: u64,
 }
 
 /// Everything one run reports.

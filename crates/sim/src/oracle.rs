@@ -50,6 +50,17 @@ pub enum Verdict {
     Exposed,
 }
 
+impl Verdict {
+    /// Whether this is an access outside what the device holds that the SMMU let
+    /// through (what [`MaliciousStats::successes`] counts).
+    pub fn is_malicious_success(self) -> bool {
+        matches!(
+            self,
+            Verdict::Stale { .. } | Verdict::Misdirected | Verdict::Exposed
+        )
+    }
+}
+
 /// The oracle.
 #[derive(Debug)]
 pub struct Oracle {

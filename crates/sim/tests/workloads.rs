@@ -35,6 +35,11 @@ fn same_seed_same_modelled_metrics() {
 fn strict_mode_stops_every_malicious_access() {
     let m = run(WorkloadKind::Attack, PolicyChoice::Strict, 3000, 1);
     assert!(m.malicious.attempts > 100, "{:?}", m.malicious);
+    // The device model really replayed unmapped IOVAs (not only probes)...
+    assert!(m.malicious.replays > 100, "{:?}", m.malicious);
+    assert!(m.malicious.attempts >= m.malicious.replays);
+    // ...and none of them got through.
+    assert_eq!(m.malicious.replay_successes, 0, "{:?}", m.malicious);
     assert_eq!(m.malicious.successes, 0, "{:?}", m.malicious);
     assert_eq!(m.stale.windows_ns.count, 0);
     assert!(m.hw.cmd_syncs > 0);
@@ -48,6 +53,8 @@ fn lazy_mode_has_a_bounded_stale_window() {
     let m = run(WorkloadKind::Attack, PolicyChoice::Lazy, 3000, 1);
     // Lazy trades protection for speed: replays right after unmap get through...
     assert!(m.malicious.successes > 0, "{:?}", m.malicious);
+    assert!(m.malicious.replay_successes > 0, "{:?}", m.malicious);
+    assert!(m.malicious.successes >= m.malicious.replay_successes);
     assert!(m.stale.windows_ns.count > 0);
     // ...but only until the flush queue is flushed (timer or full ring).
     assert!(
