@@ -109,6 +109,12 @@ pub struct SmmuConfig {
     pub atc: Capacity,
     /// Run the architectural sanitizer (default: on in debug builds, i.e. tests).
     pub sanitizer: bool,
+    /// Sanitizer stale-use rule: how many CMD_SYNCs must complete after a cached
+    /// entry's descriptor was first seen changed before a use of the old value is
+    /// reported (default 1, the architectural rule; 0 counts as 1). A larger value
+    /// tolerates drivers on several CPUs, where unrelated syncs of other CPUs may
+    /// complete between one CPU's store and its own invalidation.
+    pub stale_grace_syncs: u32,
     /// IIDR value.
     pub iidr: u32,
     /// AIDR value (architecture revision; 0x02 = SMMUv3.2).
@@ -149,6 +155,7 @@ impl Default for SmmuConfig {
             config_cache: Capacity::Unbounded,
             atc: Capacity::Unbounded,
             sanitizer: cfg!(debug_assertions),
+            stale_grace_syncs: 1,
             iidr: 0x0483_043B,
             aidr: 0x02,
         }
@@ -231,6 +238,8 @@ impl SmmuConfigBuilder {
         atc: Capacity,
         /// Sanitizer on/off.
         sanitizer: bool,
+        /// CMD_SYNCs before a stale use is reported.
+        stale_grace_syncs: u32,
     }
 
     /// Set every cache (TLB, walk cache, config cache, ATC) to the same capacity.

@@ -20,7 +20,11 @@
 //!   value. Limit: the model cannot tell which CPU's sync it is, so with several
 //!   CPUs an unrelated CMD_SYNC that completes between one CPU's store and its own
 //!   invalidation closes the window early (a correct multi-CPU driver can be
-//!   reported if it translates through that gap). In lazy (flush-queue) mode leaf
+//!   reported if it translates through that gap). For such callers
+//!   `SmmuConfig::stale_grace_syncs` raises the number of syncs required, and
+//!   `Smmu::sanitizer_audit` (called at a quiescent point, after every update
+//!   and its sync) reports every entry still cached with a changed descriptor,
+//!   whatever the sync counts. In lazy (flush-queue) mode leaf
 //!   invalidation is deferred on purpose, so stale TLB uses after unrelated syncs
 //!   are reported: they are real stale translations the policy accepts, and the
 //!   report's sync counts let a caller measure the window.

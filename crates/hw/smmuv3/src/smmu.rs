@@ -382,6 +382,25 @@ impl Smmu {
         core::mem::take(&mut self.lock().reports)
     }
 
+    /// Sanitizer audit at a quiescent point: the caller asserts that software has
+    /// finished every update and the CMD_SYNC that follows it. Every entry still
+    /// cached whose descriptor differs from memory is then a missing invalidation,
+    /// reported now (and returned) whatever the sync counts: [`Report::StaleTlb`]
+    /// with `sid` = `u32::MAX` and `addr` = the entry's input base (the TLB is not
+    /// tagged by stream) and [`Report::StaleConfig`]. Precise where the per-use
+    /// rule cannot be (several CPUs issuing syncs); no-op without the sanitizer.
+    pub fn sanitizer_audit(&self) -> Vec<Report> {
+        if !self.cfg.sanitizer {
+            return Vec::new();
+        }
+        let mut st = self.lock();
+        let found = self.audit_stale(&mut st);
+        for r in &found {
+            Self::report(&mut st, r.clone());
+        }
+        found
+    }
+
     /// Number of live TLB entries (for tests and reports).
     pub fn tlb_len(&self) -> usize {
         self.lock().tlb.len()

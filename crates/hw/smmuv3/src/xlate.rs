@@ -437,7 +437,13 @@ impl Smmu {
     ) {
         let changed = self.config_changed(pa, raw, used.as_ref());
         let sync = st.stats.syncs;
-        if let Some(observed_sync) = stale_due(&mut st.stale_cfg_since, pa, changed, sync) {
+        if let Some(observed_sync) = stale_due(
+            &mut st.stale_cfg_since,
+            pa,
+            changed,
+            sync,
+            self.cfg.stale_grace_syncs,
+        ) {
             Self::report(
                 st,
                 Report::StaleConfig {
@@ -449,6 +455,74 @@ impl Smmu {
                 },
             );
         }
+    }
+
+    /// Every cached entry whose descriptor differs from memory now (see
+    /// [`Smmu::sanitizer_audit`]).
+    pub(crate) fn audit_stale(&self, st: &mut State) -> Vec<Report> {
+        let sync = st.stats.syncs;
+        let mut found = Vec::new();
+        for (k, e) in st.tlb.iter() {
+            for &(pa, val) in e.path.iter() {
+                let cur = self.mem.read_u64(PhysAddr(pa)).unwrap_or(!val);
+                if (cur ^ val) & !hw_managed_mask(val) != 0 {
+                    found.push(Report::StaleTlb {
+                        sid: u32::MAX,
+                        ssid: None,
+                        vmid: k.vmid,
+                        asid: k.asid as u16,
+                        addr: k.base,
+                        desc_pa: pa,
+                        cached: val,
+                        current: cur,
+                        observed_sync: st.stale_tlb_since.get(&(pa, val)).copied().unwrap_or(sync),
+                        sync,
+                    });
+                    break;
+                }
+            }
+        }
+        let cfg_since = |pa: u64| st.stale_cfg_since.get(&pa).copied().unwrap_or(sync);
+        for (&sid, e) in st.ste.iter() {
+            let l1 = e.l1.filter(|&(pa, d)| self.config_changed(pa, &[d], None));
+            let pa = if self.config_changed(e.pa, &e.raw, Some(&Ste(e.raw).used_mask())) {
+                Some(e.pa)
+            } else {
+                l1.map(|x| x.0)
+            };
+            if let Some(pa) = pa {
+                found.push(Report::StaleConfig {
+                    sid,
+                    ssid: None,
+                    pa,
+                    observed_sync: cfg_since(pa),
+                    sync,
+                });
+            }
+        }
+        for (&(sid, idx), e) in st.cd.iter() {
+            if self.config_changed(e.pa, &e.raw, Some(&Cd(e.raw).used_mask())) {
+                found.push(Report::StaleConfig {
+                    sid,
+                    ssid: Some(idx),
+                    pa: e.pa,
+                    observed_sync: cfg_since(e.pa),
+                    sync,
+                });
+            }
+        }
+        for (&(sid, _), e) in st.l1cd.iter() {
+            if self.config_changed(e.pa, &[e.desc], None) {
+                found.push(Report::StaleConfig {
+                    sid,
+                    ssid: None,
+                    pa: e.pa,
+                    observed_sync: cfg_since(e.pa),
+                    sync,
+                });
+            }
+        }
+        found
     }
 
     /// At a CMD_SYNC (after its invalidations): record, for every entry still
@@ -1015,9 +1089,13 @@ impl Smmu {
         for &(pa, val) in path {
             let cur = self.mem.read_u64(PhysAddr(pa)).unwrap_or(!val);
             let changed = (cur ^ val) & !hw_managed_mask(val) != 0;
-            if let Some(observed_sync) =
-                stale_due(&mut st.stale_tlb_since, (pa, val), changed, sync)
-            {
+            if let Some(observed_sync) = stale_due(
+                &mut st.stale_tlb_since,
+                (pa, val),
+                changed,
+                sync,
+                self.cfg.stale_grace_syncs,
+            ) {
                 Self::report(
                     st,
                     Report::StaleTlb {
@@ -1735,13 +1813,14 @@ impl Smmu {
 }
 
 /// The stale-use rule for one cached item `key` found `changed` with `sync`
-/// CMD_SYNCs completed: remember the first observation, and return it once a
-/// later sync has completed (report due). An unchanged item forgets its record.
+/// CMD_SYNCs completed: remember the first observation, and return it once
+/// `grace` (at least one) later syncs have completed (report due). An unchanged item forgets its record.
 fn stale_due<K: core::hash::Hash + Eq>(
     map: &mut crate::cache::FastMap<K, u64>,
     key: K,
     changed: bool,
     sync: u64,
+    grace: u32,
 ) -> Option<u64> {
     if !changed {
         if !map.is_empty() {
@@ -1750,7 +1829,7 @@ fn stale_due<K: core::hash::Hash + Eq>(
         return None;
     }
     let first = *map.entry(key).or_insert(sync);
-    (sync > first).then_some(first)
+    (sync >= first + grace.max(1) as u64).then_some(first)
 }
 
 fn changed_dwords(old: &[u64; 8], new: &[u64; 8], used: &[u64; 8]) -> u8 {

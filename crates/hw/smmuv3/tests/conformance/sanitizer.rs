@@ -389,3 +389,52 @@ fn torn_multi_dword_change_of_live_cd() {
     fx.smmu.translate(1, None, 0, Access::READ).unwrap_err();
     assert_eq!(fx.smmu.sanitizer_reports(), vec![]);
 }
+
+#[test]
+fn stale_grace_counts_syncs_and_audit_catches_a_missing_invalidation() {
+    let cfg = smmuv3_model::SmmuConfig::builder()
+        .sanitizer(true)
+        .stale_grace_syncs(2)
+        .build();
+    let fx = Fx::with(cfg);
+    let mut rig = fx.rig();
+    let (mut t, _) = s1_stream(&fx, &rig, 1, 5);
+    let (a, b) = (fx.page(), fx.page());
+    let slot = t.map(0x1000, a, 3, RW);
+    assert_eq!(read(&fx, 1, 0x1000), a);
+    t.map(0x1000, b, 3, RW);
+    read(&fx, 1, 0x1000);
+    rig.submit_sync(&[]);
+    read(&fx, 1, 0x1000);
+    assert_eq!(
+        fx.smmu.sanitizer_reports(),
+        vec![],
+        "one sync is within the grace"
+    );
+    rig.submit_sync(&[]);
+    read(&fx, 1, 0x1000);
+    let r = fx.smmu.take_sanitizer_reports();
+    assert!(
+        matches!(
+            r.as_slice(),
+            [Report::StaleTlb {
+                sid: 1,
+                addr: 0x1000,
+                ..
+            }]
+        ),
+        "{r:?}"
+    );
+    // The audit sees the surviving stale entry without any further use.
+    let r = fx.smmu.sanitizer_audit();
+    assert!(
+        matches!(r.as_slice(), [Report::StaleTlb { sid: u32::MAX, asid: 5, addr: 0x1000, desc_pa, .. }] if *desc_pa == slot),
+        "{r:?}"
+    );
+    // After the invalidation the audit is silent.
+    fx.smmu.take_sanitizer_reports();
+    rig.submit_sync(&[leaf_tlbi(5, 0x1000)]);
+    assert_eq!(read(&fx, 1, 0x1000), b);
+    assert_eq!(fx.smmu.sanitizer_audit(), vec![]);
+    assert_eq!(fx.smmu.sanitizer_reports(), vec![]);
+}
