@@ -5,39 +5,14 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use iommu_dma::{DmaAttrs, DmaDirection};
 use iommu_sim::platform::Platform;
-use iommu_sim::scenario::{DeviceDecl, Policy, SmmuDecl, SmmuFeatures};
+use iommu_sim::scenario::{DeviceDecl, Policy, SmmuDecl};
 use iommu_sim::workload::{Limit, PolicyChoice, SimConfig, WorkloadKind};
 use iommu_types::PhysMem;
 use std::hint::black_box;
 
 fn platform(policy: Policy) -> Platform {
-    let smmu = SmmuDecl {
-        name: "smmu0".into(),
-        granule: 4096,
-        tlb: Some(2048),
-        walk_cache: Some(256),
-        cfg_cache: Some(64),
-        cmdq_log2: 8,
-        features: SmmuFeatures {
-            ats: false,
-            coherent: true,
-            s1: true,
-            s2: true,
-            fwb: true,
-            ril: true,
-        },
-    };
-    let dev = DeviceDecl {
-        name: "dev".into(),
-        sid: 0x10,
-        smmu: "smmu0".into(),
-        dma_bits: 64,
-        untrusted: false,
-        coherent: true,
-        ats: false,
-        no_snoop: false,
-        canwbs: false,
-    };
+    let smmu = SmmuDecl::bounded("smmu0", 4096);
+    let dev = DeviceDecl::new("dev", 0x10, "smmu0");
     Platform::new(4096, policy, 1, &[smmu], &[dev], false).expect("platform")
 }
 

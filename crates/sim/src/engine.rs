@@ -401,31 +401,13 @@ fn gpu_step(c: &mut Ctx<'_, '_>, dev: usize) {
 
 fn platform_for(cfg: &SimConfig) -> Result<Platform> {
     let smmu = SmmuDecl {
-        name: "smmu0".into(),
-        granule: cfg.granule,
         tlb: Some(cfg.tlb),
-        walk_cache: Some(256),
-        cfg_cache: Some(64),
-        cmdq_log2: 8,
-        features: SmmuFeatures {
-            ats: true,
-            coherent: true,
-            s1: true,
-            s2: true,
-            fwb: true,
-            ril: true,
-        },
+        features: SmmuFeatures::ALL,
+        ..SmmuDecl::bounded("smmu0", cfg.granule)
     };
     let dev = |name: &str, sid: u32, untrusted: bool| DeviceDecl {
-        name: name.into(),
-        sid,
-        smmu: "smmu0".into(),
-        dma_bits: 64,
         untrusted,
-        coherent: true,
-        ats: false,
-        no_snoop: false,
-        canwbs: false,
+        ..DeviceDecl::new(name, sid, "smmu0")
     };
     let mut devices = vec![dev("nic", 0x10, false)];
     match cfg.workload {

@@ -95,11 +95,13 @@ enum Handle {
     },
 }
 
-fn dir_of(d: Dir) -> DmaDirection {
-    match d {
-        Dir::Bidirectional => DmaDirection::Bidirectional,
-        Dir::ToDevice => DmaDirection::ToDevice,
-        Dir::FromDevice => DmaDirection::FromDevice,
+impl From<Dir> for DmaDirection {
+    fn from(d: Dir) -> Self {
+        match d {
+            Dir::Bidirectional => DmaDirection::Bidirectional,
+            Dir::ToDevice => DmaDirection::ToDevice,
+            Dir::FromDevice => DmaDirection::FromDevice,
+        }
     }
 }
 
@@ -366,7 +368,7 @@ impl Interp {
             } => {
                 let dev = self.dev(device)?;
                 let buf = self.alloc_cpu_buffer(*offset, *size)?;
-                let dir = dir_of(*dir);
+                let dir = DmaDirection::from(*dir);
                 let r = if self.is_direct(dev) {
                     // Identity domain: dma-direct, the DMA address is the physical one.
                     Ok(buf.0)
@@ -413,7 +415,7 @@ impl Interp {
                         e
                     })
                     .collect();
-                let dir = dir_of(*dir);
+                let dir = DmaDirection::from(*dir);
                 let r = self.dma_api(dev).and_then(|d| {
                     d.map_sg(&list, dir, DmaAttrs::default())
                         .map_err(|e| (e.errno(), e.to_string()))

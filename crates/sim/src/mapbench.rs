@@ -146,39 +146,17 @@ impl MapBenchResult {
 /// mapping and unmapping its own `granule × 4 KiB` buffer for `seconds`.
 pub fn map_bench(cfg: &MapBenchConfig) -> Result<MapBenchResult> {
     use crate::platform::Platform;
-    use crate::scenario::{DeviceDecl, Policy, SmmuDecl, SmmuFeatures};
+    use crate::scenario::{DeviceDecl, Policy, SmmuDecl};
     use iommu_dma::{DmaAttrs, DmaDirection};
     use iommu_types::{PhysMem, ThreadCpuId};
     use std::time::{Duration, Instant};
 
     cfg.validate()?;
     const PAGE: u64 = 4096;
-    let smmu = SmmuDecl {
-        name: "smmu0".into(),
-        granule: PAGE,
-        tlb: Some(2048),
-        walk_cache: Some(256),
-        cfg_cache: Some(64),
-        cmdq_log2: 8,
-        features: SmmuFeatures {
-            ats: false,
-            coherent: true,
-            s1: true,
-            s2: true,
-            fwb: true,
-            ril: true,
-        },
-    };
+    let smmu = SmmuDecl::bounded("smmu0", PAGE);
     let dev = DeviceDecl {
-        name: "bench".into(),
-        sid: 0x10,
-        smmu: "smmu0".into(),
         dma_bits: cfg.dma_bits,
-        untrusted: false,
-        coherent: true,
-        ats: false,
-        no_snoop: false,
-        canwbs: false,
+        ..DeviceDecl::new("bench", 0x10, "smmu0")
     };
     let policy = if cfg.lazy {
         Policy::Lazy
@@ -190,11 +168,7 @@ pub fn map_bench(cfg: &MapBenchConfig) -> Result<MapBenchResult> {
         .dma
         .clone()
         .ok_or_else(|| Error::Platform("benchmark device has no DMA API".into()))?;
-    let dir = match cfg.dir() {
-        Dir::Bidirectional => DmaDirection::Bidirectional,
-        Dir::ToDevice => DmaDirection::ToDevice,
-        Dir::FromDevice => DmaDirection::FromDevice,
-    };
+    let dir = DmaDirection::from(cfg.dir());
     let len = u64::from(cfg.granule) * PAGE;
     let stop = Instant::now() + Duration::from_secs(u64::from(cfg.seconds));
     let results: Vec<core::result::Result<(Summary, Summary), String>> = std::thread::scope(|s| {

@@ -183,6 +183,56 @@ pub struct DeviceDecl {
     pub canwbs: bool,
 }
 
+impl SmmuFeatures {
+    /// Every feature: what an `smmu` line without `features=` declares.
+    pub const ALL: SmmuFeatures = SmmuFeatures {
+        ats: true,
+        coherent: true,
+        s1: true,
+        s2: true,
+        fwb: true,
+        ril: true,
+    };
+}
+
+impl SmmuDecl {
+    /// The SMMU the workloads and benchmarks run on: every feature but ATS, a
+    /// 2048-entry TLB, a 256-entry walk cache, a 64-entry configuration cache and a
+    /// 256-entry command queue (bounded caches, as on real parts).
+    pub fn bounded(name: &str, granule: u64) -> Self {
+        SmmuDecl {
+            name: name.into(),
+            granule,
+            tlb: Some(2048),
+            walk_cache: Some(256),
+            cfg_cache: Some(64),
+            cmdq_log2: 8,
+            features: SmmuFeatures {
+                ats: false,
+                ..SmmuFeatures::ALL
+            },
+        }
+    }
+}
+
+impl DeviceDecl {
+    /// A device with the defaults of a `device` line: trusted, coherent, no ATS, no
+    /// no-snoop, not CANWBS, 64-bit DMA mask.
+    pub fn new(name: &str, sid: u32, smmu: &str) -> Self {
+        DeviceDecl {
+            name: name.into(),
+            sid,
+            smmu: smmu.into(),
+            dma_bits: 64,
+            untrusted: false,
+            coherent: true,
+            ats: false,
+            no_snoop: false,
+            canwbs: false,
+        }
+    }
+}
+
 /// Where a device or the CPU accesses.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum Target {

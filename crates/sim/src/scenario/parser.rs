@@ -432,14 +432,7 @@ fn parse_command(
             let cfg_cache = int_opt(args, "cfg-cache", 1 << 20)?.map(|n| n as u32);
             let cmdq_log2 = int_opt(args, "cmdq-log2", 19)?.unwrap_or(8) as u32;
             // Without a list the SMMU has every feature (like the model's default).
-            let mut features = SmmuFeatures {
-                ats: true,
-                coherent: true,
-                s1: true,
-                s2: true,
-                fwb: true,
-                ril: true,
-            };
+            let mut features = SmmuFeatures::ALL;
             if let Some((list, col)) = args.take("features") {
                 features = SmmuFeatures::default();
                 for f in list.split(',') {
