@@ -25,7 +25,7 @@ use io_pgtable::{FlushOps, FreedTable, IoPgtable, IotlbGather, LpaeConfig, LpaeT
 use iommu_core::{DeviceInfo, DomainKind, DomainOps, Geometry, PagingDomainOps};
 use iommu_types::{Iova, PgSizeBitmap, PhysAddr, PhysMem, Prot};
 
-use crate::cd::{CD_BYTES, Cd, CdCfg};
+use crate::cd::{CD_BYTES, Cd, CdCfg, l1_cd};
 use crate::cmd::Cmd;
 use crate::inv::InvRequest;
 use crate::smmu::Smmu;
@@ -672,11 +672,114 @@ pub(crate) struct Attached {
     pub vmid: Option<u16>,
 }
 
-/// Per-stream CD table (linear, `1 << cd_bits` CDs).
+/// log2 of the CDs in one leaf table of a two-level CD table (S1Fmt = 2: 64 KiB
+/// leaves of 1024 CDs, `smmuv3.md` §3.1).
+pub const CD_LEAF_BITS: u32 = 10;
+/// STE.S1Fmt of a two-level CD table with 64 KiB leaves.
+const S1FMT_2LVL_64K: u8 = 2;
+
+/// Per-stream CD table: linear (`1 << bits` CDs at `pa`) or, when the SMMU has
+/// CD2L and the stream needs more than [`MAX_CD_BITS`] SSID bits, two-level (an L1
+/// table of `1 << (bits - CD_LEAF_BITS)` descriptors at `pa`, leaves installed on
+/// first use).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct CdTable {
     pub pa: PhysAddr,
     pub bits: u32,
+    pub two_level: bool,
+}
+
+impl CdTable {
+    /// Allocate the table for a stream of `smmu` (zeroed: every CD / L1 descriptor
+    /// invalid).
+    fn alloc(smmu: &Smmu) -> Result<Self> {
+        let f = smmu.features();
+        let two_level = f.cd2l && f.ssid_bits > MAX_CD_BITS;
+        let bits = if two_level {
+            f.ssid_bits
+        } else {
+            f.ssid_bits.min(MAX_CD_BITS)
+        };
+        let t = CdTable {
+            pa: PhysAddr(0),
+            bits,
+            two_level,
+        };
+        let bytes = t.bytes();
+        Ok(CdTable {
+            pa: smmu.mem.alloc_pages(bytes, bytes.max(4096))?,
+            ..t
+        })
+    }
+
+    /// Bytes of the linear table or of the L1 table.
+    fn bytes(&self) -> u64 {
+        if self.two_level {
+            (1u64 << self.bits.saturating_sub(CD_LEAF_BITS)) * 8
+        } else {
+            (1u64 << self.bits) * CD_BYTES
+        }
+    }
+
+    /// STE.S1Fmt for this table.
+    fn s1fmt(&self) -> u8 {
+        if self.two_level { S1FMT_2LVL_64K } else { 0 }
+    }
+
+    /// Address of CD `ssid`. For a two-level table whose leaf is absent: None if
+    /// `!install`, else a zeroed leaf is allocated, its L1 descriptor written (one
+    /// 64-bit store) and CFGI_CD with Leaf = 0 + CMD_SYNC issued so that no cached
+    /// invalid L1 descriptor survives (§3.1).
+    fn cd_addr(&self, smmu: &Smmu, sid: u32, ssid: u32, install: bool) -> Result<Option<PhysAddr>> {
+        if !self.two_level {
+            return Ok(Some(PhysAddr(self.pa.0 + ssid as u64 * CD_BYTES)));
+        }
+        let l1 = PhysAddr(self.pa.0 + (ssid >> CD_LEAF_BITS) as u64 * 8);
+        let leaf_off = (ssid as u64 & ((1 << CD_LEAF_BITS) - 1)) * CD_BYTES;
+        if let Some(leaf) = l1_cd::decode(smmu.mem.read_u64(l1)?) {
+            return Ok(Some(PhysAddr(leaf + leaf_off)));
+        }
+        if !install {
+            return Ok(None);
+        }
+        let bytes = CD_BYTES << CD_LEAF_BITS;
+        let leaf = smmu.mem.alloc_pages(bytes, bytes)?;
+        if let Err(e) = smmu
+            .mem
+            .write_u64(l1, l1_cd::encode(leaf.0))
+            .map_err(Error::from)
+            .and_then(|_| {
+                smmu.submit(&[Cmd::CfgiCd {
+                    sid,
+                    ssid,
+                    leaf: false,
+                }])
+            })
+        {
+            // Nothing can use a leaf of invalid CDs: undo what was done.
+            let _ = smmu.mem.write_u64(l1, 0);
+            let _ = smmu.mem.free_pages(leaf, bytes);
+            return Err(e);
+        }
+        Ok(Some(PhysAddr(leaf.0 + leaf_off)))
+    }
+
+    /// Free the table and its leaves (the stream no longer uses it).
+    fn free(&self, smmu: &Smmu) {
+        if self.two_level {
+            for i in 0..1u64 << self.bits.saturating_sub(CD_LEAF_BITS) {
+                if let Ok(d) = smmu.mem.read_u64(PhysAddr(self.pa.0 + i * 8))
+                    && let Some(leaf) = l1_cd::decode(d)
+                {
+                    let _ = smmu
+                        .mem
+                        .free_pages(PhysAddr(leaf), CD_BYTES << CD_LEAF_BITS);
+                }
+            }
+        }
+        let bytes = self.bytes();
+        let _ = smmu.mem.free_pages(self.pa, bytes.max(4096));
+    }
 }
 
 struct CdIo<'a> {
@@ -708,7 +811,10 @@ impl EntryIo for CdIo<'_> {
 }
 
 fn write_cd(smmu: &Smmu, sid: u32, t: CdTable, ssid: u32, cd: &Cd) -> Result<usize> {
-    let pa = PhysAddr(t.pa.0 + ssid as u64 * CD_BYTES);
+    // An invalid CD in an absent leaf is already what memory says.
+    let Some(pa) = t.cd_addr(smmu, sid, ssid, crate::cd::f::V.get(&cd.0) != 0)? else {
+        return Ok(0);
+    };
     write_entry::<CdKind, _>(
         &mut CdIo {
             smmu,
@@ -749,10 +855,7 @@ fn attach(smmu: &Arc<Smmu>, sid: u32, target: &AttachTarget) -> Result<()> {
     // Make sure a CD table exists before an S1 STE needs it.
     let cdt = match (target, cdt) {
         (AttachTarget::S1 { .. }, None) => {
-            let bits = smmu.features().ssid_bits.min(MAX_CD_BITS);
-            let bytes = (1u64 << bits) * CD_BYTES;
-            let pa = smmu.mem.alloc_pages(bytes, bytes.max(4096))?;
-            let t = CdTable { pa, bits };
+            let t = CdTable::alloc(smmu)?;
             smmu.streams
                 .lock()
                 .get_mut(&sid)
@@ -786,7 +889,7 @@ fn attach(smmu: &Arc<Smmu>, sid: u32, target: &AttachTarget) -> Result<()> {
                 Ste::s1(
                     &S1Cfg {
                         cd_table: t.pa.0,
-                        fmt: 0,
+                        fmt: t.s1fmt(),
                         cdmax: t.bits as u8,
                         dss,
                     },
@@ -970,9 +1073,7 @@ pub(crate) fn release(smmu: &Arc<Smmu>, sid: u32) -> Result<()> {
     let _g = smmu.attach_lock.lock();
     let rec = smmu.streams.lock().remove(&sid);
     if let Some(t) = rec.and_then(|r| r.cd_table) {
-        let _ = smmu
-            .mem
-            .free_pages(t.pa, ((1u64 << t.bits) * CD_BYTES).max(4096));
+        t.free(smmu);
     }
     Ok(())
 }

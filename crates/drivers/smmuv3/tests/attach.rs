@@ -546,3 +546,79 @@ fn seed_002_race_with_pasid_users_and_rid_switches() {
     let _ = r.drv.drain_events();
     r.sanitizer_silent();
 }
+
+#[test]
+fn two_level_cd_table_serves_high_pasids() {
+    // Default model: CD2L and 20 SSID bits, more than the linear limit.
+    let r = rig();
+    let sid = 9;
+    r.drv.probe_stream(sid, false).unwrap();
+    let a = SmmuDomain::new(&r.drv, DomainStage::S1, K4, false).unwrap();
+    let b = SmmuDomain::new(&r.drv, DomainStage::S1, K4, false).unwrap();
+    let (pa, pb) = (r.buffer(K4, 0xa1), r.buffer(K4, 0xb2));
+    a.map_pages(Iova(0x3000), pa, K4, 1, Prot::RW).1.unwrap();
+    b.map_pages(Iova(0x3000), pb, K4, 1, Prot::RW).1.unwrap();
+    a.attach_sids(&[sid], false).unwrap();
+    let at = |ssid| {
+        r.hw.translate(sid, ssid, 0x3000, Access::READ)
+            .map(|t| t.pa)
+    };
+    let high = 0xA_BCDE;
+    // Before the PASID exists the SMMU fetches (and may cache) the invalid L1
+    // descriptor of its leaf; installing the leaf must invalidate it (CFGI_CD,
+    // Leaf = 0) or the PASID would keep faulting.
+    assert!(at(Some(high)).is_err());
+    let cfgi_cd = r.hw.stats().commands[0x05];
+    b.attach_pasid(sid, high).unwrap();
+    let first = r.hw.stats().commands[0x05] - cfgi_cd;
+    assert_eq!(at(Some(high)).unwrap(), pb);
+    // A second PASID in the same leaf needs no leaf install: one CFGI_CD fewer.
+    let cfgi_cd = r.hw.stats().commands[0x05];
+    a.attach_pasid(sid, high + 1).unwrap();
+    assert_eq!(r.hw.stats().commands[0x05] - cfgi_cd, first - 1);
+    // Other leaves, the first and the last SSID of the space.
+    b.attach_pasid(sid, 1).unwrap();
+    a.attach_pasid(sid, (1 << 20) - 1).unwrap();
+    assert_eq!(at(None).unwrap(), pa);
+    assert_eq!(at(Some(high + 1)).unwrap(), pa);
+    assert_eq!(at(Some(1)).unwrap(), pb);
+    assert_eq!(at(Some((1 << 20) - 1)).unwrap(), pa);
+    // A PASID in a leaf never installed still faults.
+    assert!(at(Some(0x5_0000)).is_err());
+    for s in [high, high + 1, 1, (1 << 20) - 1] {
+        smmuv3::domain::detach_pasid(&r.drv, sid, s).unwrap();
+        assert!(at(Some(s)).is_err());
+    }
+    let _ = r.drv.drain_events();
+    r.sanitizer_silent();
+    // Detaching a PASID whose leaf was never installed is not an error path.
+    assert!(smmuv3::domain::detach_pasid(&r.drv, sid, 0x7_0000).is_err());
+}
+
+#[test]
+fn linear_cd_table_without_cd2l() {
+    let r = rig_with(
+        SmmuConfig::builder().two_level_cd(false).build(),
+        own_asids(),
+    );
+    let sid = 9;
+    r.drv.probe_stream(sid, false).unwrap();
+    let a = SmmuDomain::new(&r.drv, DomainStage::S1, K4, false).unwrap();
+    let pa = r.buffer(K4, 0xa1);
+    a.map_pages(Iova(0x3000), pa, K4, 1, Prot::RW).1.unwrap();
+    a.attach_sids(&[sid], false).unwrap();
+    let last = (1 << smmuv3::domain::MAX_CD_BITS) - 1;
+    a.attach_pasid(sid, last).unwrap();
+    assert_eq!(
+        r.hw.translate(sid, Some(last), 0x3000, Access::READ)
+            .unwrap()
+            .pa,
+        pa
+    );
+    assert!(matches!(
+        a.attach_pasid(sid, last + 1),
+        Err(Error::Invalid(_))
+    ));
+    smmuv3::domain::detach_pasid(&r.drv, sid, last).unwrap();
+    r.sanitizer_silent();
+}
