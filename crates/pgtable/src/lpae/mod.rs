@@ -4,12 +4,14 @@
 //! * [`config`]: what a caller asks for and the validated [`Geometry`] (§3, §4);
 //! * [`pte`]: descriptor bits and the `Prot` translation (§1, §2, §6);
 //! * [`hwcfg`]: TTBR/TCR/MAIR and VTTBR/VTCR values (§4.3, §5);
-//! * [`table`]: [`LpaeTable`], the table in `PhysMem` (§6).
+//! * [`table`]: [`LpaeTable`], the table in `PhysMem` (§6);
+//! * `walk_cache`: the table-address cache that lets map/unmap skip the descent.
 
 pub mod config;
 pub mod hwcfg;
 pub mod pte;
 pub mod table;
+mod walk_cache;
 
 pub use config::{Geometry, Granule, LpaeConfig, Quirks, Stage};
 pub use hwcfg::{

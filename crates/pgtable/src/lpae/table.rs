@@ -10,13 +10,13 @@
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::ops::Deref;
-use core::sync::atomic::{AtomicU64, Ordering};
 
 use iommu_types::{Iova, PgSizeBitmap, PhysAddr, PhysMem, Prot};
 
 use super::config::{Geometry, LpaeConfig, Quirks, Stage};
 use super::hwcfg::{self, HwConfig, S1HwConfig, S2HwConfig};
 use super::pte::{self, Pte};
+use super::walk_cache::WalkCache;
 use crate::IoPgtable;
 use crate::error::{Error, Result};
 use crate::gather::{FlushOps, FreedTable, IotlbGather};
@@ -38,62 +38,6 @@ where
     root: u64,
     flush: Arc<dyn FlushOps>,
     cache: WalkCache,
-}
-
-/// Tables recently reached by map/unmap walks, per level, so that calls in a region
-/// already walked skip the descent from the root (most of the cost of a one-page map,
-/// and half of a 4K lookup).
-///
-/// Direct mapped: [`CACHE_WAYS`] slots per level, chosen by the low bits of the region
-/// number. A slot packs `VALID | region << 36 | table >> 12`, where `region` is the IOVA
-/// (inside the input range) divided by the span of one table at that level (at most
-/// 27 bits); tables at or above 2^48 are simply not cached.
-///
-/// Soundness: a table is freed only by an unmap or a block map covering its *whole*
-/// region, and every slot is cleared before that happens; a later map/unmap in the
-/// region would overlap the freeing call, which callers must not run concurrently (as
-/// in Linux). Lookups read the cache but never fill it, so a lookup racing with an
-/// unmap cannot leave a freed table behind in it. Only *table* addresses are cached:
-/// leaves (which hardware may update: AF, dirty state) are always read from memory,
-/// and table descriptors belong to this table alone (nobody else may rewrite them).
-#[derive(Default)]
-struct WalkCache {
-    slots: [[AtomicU64; CACHE_WAYS]; 4],
-}
-
-const CACHE_WAYS: usize = 16;
-const CACHE_VALID: u64 = 1 << 63;
-const CACHE_PA_BITS: u32 = 36;
-const CACHE_KEY_MASK: u64 = (1 << 27) - 1;
-
-impl WalkCache {
-    #[inline(always)]
-    fn slot(&self, level: u32, key: u64) -> &AtomicU64 {
-        &self.slots[level as usize & 3][key as usize % CACHE_WAYS]
-    }
-
-    #[inline(always)]
-    fn get(&self, level: u32, key: u64) -> Option<u64> {
-        let c = self.slot(level, key).load(Ordering::Acquire);
-        (c & CACHE_VALID != 0 && (c >> CACHE_PA_BITS) & CACHE_KEY_MASK == key)
-            .then_some((c & ((1 << CACHE_PA_BITS) - 1)) << 12)
-    }
-
-    #[inline(always)]
-    fn put(&self, level: u32, key: u64, table: u64) {
-        if key <= CACHE_KEY_MASK && table >> (CACHE_PA_BITS + 12) == 0 {
-            let v = CACHE_VALID | key << CACHE_PA_BITS | table >> 12;
-            self.slot(level, key).store(v, Ordering::Release);
-        }
-    }
-
-    fn clear(&self) {
-        for level in &self.slots {
-            for s in level {
-                s.store(0, Ordering::Release);
-            }
-        }
-    }
 }
 
 impl<M> core::fmt::Debug for LpaeTable<M>
