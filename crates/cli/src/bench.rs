@@ -1,4 +1,5 @@
-//! `iommu bench` and `iommu bench map`.
+//! `iommu bench` and `iommu bench map` (issue 7, "The `iommu` command"; the map
+//! benchmark mirrors Linux's `dma_map_benchmark`, reference `software.md` §4.7).
 
 use crate::table::Table;
 use clap::{Args, Subcommand, ValueEnum};

@@ -1,4 +1,5 @@
-//! `iommu run` and `iommu inspect`.
+//! `iommu run` and `iommu inspect` (issue 7; the scenario language is documented in
+//! `docs/scenarios.md`).
 
 use crate::{EXIT_FAILED, EXIT_UNAVAILABLE, EXIT_USAGE};
 use clap::Args;

@@ -1,4 +1,5 @@
-//! `iommu simulate`.
+//! `iommu simulate` (issue 7, "The `iommu` command"): workloads on the simulated
+//! platform, a comparison table, JSON and the HTML report.
 
 use crate::table::Table;
 use clap::{Args, ValueEnum};

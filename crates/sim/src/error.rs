@@ -1,4 +1,4 @@
-//! Errors of the simulator.
+//! Errors of the simulator (the crate's one `Error` type, with its errno mapping).
 
 use crate::scenario::Diagnostic;
 use iommu_types::Errno;

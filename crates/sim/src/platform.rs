@@ -253,7 +253,11 @@ impl Platform {
             .iter()
             .position(|s| s.name == d.smmu)
             .ok_or_else(|| Error::Platform(format!("unknown SMMU {}", d.smmu)))?;
-        let rid = self.devices.len() as u16 + 1;
+        // Requester IDs 1..=0xfeff: bus 1..=255 (bus 0 is the root complex's).
+        let rid = u16::try_from(self.devices.len() + 1)
+            .ok()
+            .filter(|&r| r < 0xff00)
+            .ok_or_else(|| Error::Platform("too many devices (at most 65279)".into()))?;
         let mut desc = DeviceDesc::pci(
             &d.name,
             self.smmus[smmu].id,

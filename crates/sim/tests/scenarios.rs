@@ -70,6 +70,12 @@ fn same_scenario_same_counters() {
     let b = run_scenario(&s).expect("runs");
     assert_eq!(a.failures, b.failures);
     assert_eq!(a.executed, b.executed);
+    // The final hardware state (STEs, CDs, page tables, decoded from simulated memory
+    // at their physical addresses) is identical too.
+    let x = iommu_sim::interp::inspect_scenario(&s).expect("inspects");
+    let y = iommu_sim::interp::inspect_scenario(&s).expect("inspects");
+    assert!(x.contains("StreamID"), "{x}");
+    assert_eq!(x, y);
 }
 
 mod robustness {
