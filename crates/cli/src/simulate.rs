@@ -152,6 +152,13 @@ pub fn main(a: SimulateArgs) -> Result<u8, Error> {
     for c in &configs {
         c.validate()?;
     }
+    if let Some(path) = &a.html {
+        // Fail before the runs, not after them, when the report cannot be written.
+        std::fs::File::create(path).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
+    }
     let mut runs = Vec::new();
     for c in &configs {
         runs.push(run_one(c, a.json)?);

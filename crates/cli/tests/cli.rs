@@ -277,6 +277,23 @@ fn simulate_comparison_table_and_html_report() {
 }
 
 #[test]
+fn unwritable_html_report_fails_before_running() {
+    let o = iommu(&[
+        "simulate",
+        "--workload",
+        "nic",
+        "--ops",
+        "100",
+        "--html",
+        "/nonexistent-dir/report.html",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
+    let (out, err) = text(&o);
+    assert!(err.contains("/nonexistent-dir/report.html"), "{err}");
+    assert!(!out.contains("ops/s"), "ran before failing:\n{out}");
+}
+
+#[test]
 fn bench_map_mirrors_the_kernel_tool() {
     let o = iommu(&["bench", "map", "-s", "1", "-t", "1", "-g", "2", "-d", "1"]);
     assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
