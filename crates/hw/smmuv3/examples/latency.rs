@@ -1,7 +1,7 @@
 //! Minimum-of-batches latencies of the model's translation paths, for a machine
 //! too loaded for criterion's mean to mean much: each figure is the fastest of
 //! 3000 batches of 1000 translations. `cargo run --release -p smmuv3-model
-//! --example latency [read|mmio|hit|miss4|nested]`.
+//! --example latency [read|mmio|hit|chase|miss4|nested]`.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -116,6 +116,28 @@ fn main() {
         let (_m, smmu) = s1_setup(SmmuConfig::builder().sanitizer(false).build());
         min_batch("tlb hit", |i| {
             black_box(smmu.translate(1, None, va(i), Access::READ).unwrap());
+        });
+    }
+    if run("chase") {
+        // The floor of a 4-level miss: the same four dependent descriptor loads
+        // (one per table page) with nothing else, through `dyn PhysMem`.
+        let mem = Arc::new(SimMemory::new());
+        let mut t = Tables::s1(&*mem, 12, 48);
+        let data = mem.alloc_pages(PAGES * 4096, 4096).unwrap().0;
+        for i in 0..PAGES {
+            t.map(VA_BASE + i * 4096, data + i * 4096, 3, pte::S1_RW);
+        }
+        let m: Arc<dyn PhysMem> = mem.clone();
+        let root = t.root;
+        min_batch("4 dependent simmem loads (bare walk)", |i| {
+            let v = black_box(va(i));
+            let mut table = root;
+            for lvl in 0..4u32 {
+                let idx = (v >> (39 - 9 * lvl)) & 511;
+                let d = m.read_u64(PhysAddr(table + idx * 8)).unwrap();
+                table = d & 0x0000_FFFF_FFFF_F000;
+            }
+            black_box(table);
         });
     }
     if run("miss4") {

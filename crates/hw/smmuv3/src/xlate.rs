@@ -1636,7 +1636,23 @@ impl Smmu {
         let path: Path = RefCell::new(Vec::new());
         let tag = (ctx.world, ctx.vmid, asid_tag, sel);
         let s2_tables = ctx.s2.as_ref().map(|s| (s, ctx.vmid));
-        let leaf = self.walk_stage(st, &p, tag, input, upper, s2_tables, &path, sid, addr)?;
+        let leaf = if s2_tables.is_none() && !san && !st.wc.enabled() {
+            // Nothing to collect (no walk cache, no sanitizer path, no stage-2
+            // table translation): walk directly.
+            let mut reads = 0u64;
+            let r = p.walk(
+                self.mem.as_ref(),
+                input,
+                None,
+                &mut Ok,
+                &mut |_| {},
+                &mut |_, _| reads += 1,
+            );
+            st.stats.walk_reads += reads;
+            r.map_err(Xf::walk)?
+        } else {
+            self.walk_stage(st, &p, tag, input, upper, s2_tables, &path, sid, addr)?
+        };
         let single = ctx.world == World::El2;
         let s1p = Perms::stage1(leaf.desc, leaf.table, cd.wxn, cd.uwxn, cd.hd, single);
         if !s1p.allows(access) {
