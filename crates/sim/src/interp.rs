@@ -365,9 +365,19 @@ impl Interp {
                 size,
                 offset,
                 dir,
+                around,
             } => {
                 let dev = self.dev(device)?;
                 let buf = self.alloc_cpu_buffer(*offset, *size)?;
+                if let Some(byte) = *around {
+                    // Other kernel data around the buffer; the buffer itself is zero.
+                    let mem = &self.p().mem;
+                    let base = PhysAddr(buf.0 - offset);
+                    let total = cpu_alloc_len(*offset, *size).ok_or("buffer too large")?;
+                    mem.fill_bytes(base, total, byte)
+                        .and_then(|()| mem.fill_bytes(buf, *size, 0))
+                        .map_err(|e| format!("filling around the buffer: {e}"))?;
+                }
                 let dir = DmaDirection::from(*dir);
                 let r = if self.is_direct(dev) {
                     // Identity domain: dma-direct, the DMA address is the physical one.

@@ -98,6 +98,7 @@ fn buffers_beyond_the_scenario_limit_are_parse_errors() {
         "2m",
         "at most",
     );
+    rejected("a = map d size=4k around=256\n", BODY, "256", "at most 255");
     // The limit itself is accepted and runs in well under a second.
     passes("a = map-sg d lens=32m,32m\nexpect ok\nunmap a\nexpect ok\n");
     passes("p = pages size=64m\ncpu-fill p byte=1 len=64m\nexpect ok\n");

@@ -298,6 +298,9 @@ pub enum StmtKind {
         offset: u64,
         /// Direction.
         dir: Dir,
+        /// `around=BYTE`: the rest of the buffer's 64 KiB region (other kernel data
+        /// sharing its pages and granules) is filled with this byte instead of zeros.
+        around: Option<u8>,
     },
     /// `H = map-sg DEV lens=.. [dir=..]`.
     MapSg {

@@ -518,12 +518,14 @@ fn parse_command(
                 ));
             }
             let dir = dir_opt(args)?;
+            let around = int_opt(args, "around", 255)?.map(|b| b as u8);
             StmtKind::Map {
                 handle: h(),
                 device,
                 size,
                 offset,
                 dir,
+                around,
             }
         }
         "map-sg" => {

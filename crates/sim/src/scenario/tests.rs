@@ -62,7 +62,8 @@ fn parses_a_full_scenario() {
             device: "nic".into(),
             size: 2048,
             offset: 0,
-            dir: Dir::FromDevice
+            dir: Dir::FromDevice,
+            around: None,
         }
     );
     assert_eq!(s.stmts[4].pos, Pos { line: 6, col: 1 });
