@@ -36,6 +36,65 @@ fn config_name(c: u64) -> &'static str {
     }
 }
 
+/// STE.Config with stage 1 translating (`0b1x1`: stage 1 or nested).
+const CONFIG_S1: u64 = 0b101;
+
+/// Whether a valid STE translates at stage 1.
+fn s1_translates(ste: &[u64; 8]) -> bool {
+    stf::V.get(ste) != 0 && stf::CONFIG.get(ste) & CONFIG_S1 == CONFIG_S1
+}
+
+/// Address of CD 0 of an STE (through the L1 CD table when S1Fmt is not linear);
+/// `Err` with the unreadable L1 descriptor's address.
+fn cd0_addr(mem: &dyn PhysMem, ste: &[u64; 8]) -> Result<u64, u64> {
+    // S1ContextPtr holds bits [55:6] of the address, an L1CD.L2Ptr bits [55:12].
+    let ptr = stf::S1_CONTEXT_PTR.get(ste) << 6;
+    if stf::S1FMT.get(ste) == 0 {
+        return Ok(ptr);
+    }
+    read_words::<1>(mem, ptr)
+        .map(|l1| smmuv3_model::cd::l1::L2PTR.get(&l1) << 12)
+        .ok_or(ptr)
+}
+
+/// The stage-1 translation of a valid CD with TTB0 walks enabled: granule shift,
+/// input-address bits and the table root.
+fn cd_walk(cd: &[u64; 8]) -> Option<(u32, u32, u64)> {
+    if cdf::V.get(cd) == 0 || cdf::EPD0.get(cd) != 0 {
+        return None;
+    }
+    let shift = match cdf::TG0.get(cd) {
+        0b00 => 12,
+        0b10 => 14,
+        0b01 => 16,
+        _ => return None,
+    };
+    let ias = 64 - cdf::T0SZ.get(cd).min(64) as u32;
+    // TTB0 holds bits [55:4] of the table address.
+    Some((shift, ias, cdf::TTB0.get(cd) << 4))
+}
+
+/// Geometry of an LPAE table tree: the start level and the entries of the top table,
+/// or `None` when the input size needs no table or more than four levels.
+pub fn table_geometry(shift: u32, ias: u32) -> Option<(u32, u64)> {
+    if ias <= shift || !matches!(shift, 12 | 14 | 16) {
+        return None;
+    }
+    let stride = shift - 3;
+    let levels = (ias - shift).div_ceil(stride);
+    if levels > 4 {
+        return None;
+    }
+    let top_bits = ias - shift - (levels - 1) * stride;
+    Some((4 - levels, 1u64 << top_bits))
+}
+
+/// The raw words of a descriptor, as one line.
+fn raw_line(out: &mut String, words: &[u64]) {
+    let words: Vec<String> = words.iter().map(|w| format!("{w:016x}")).collect();
+    let _ = writeln!(out, "    raw {}", words.join(" "));
+}
+
 /// Describe the STE of `sid`, its CD 0 and the stage-1 page table.
 pub fn describe_stream(mem: &dyn PhysMem, drv: &smmuv3::Smmu, sid: u32) -> String {
     let mut out = String::new();
@@ -56,14 +115,7 @@ pub fn describe_stream(mem: &dyn PhysMem, drv: &smmuv3::Smmu, sid: u32) -> Strin
         config,
         config_name(config)
     );
-    let _ = writeln!(
-        out,
-        "    raw {}",
-        ste.iter()
-            .map(|w| format!("{w:016x}"))
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
+    raw_line(&mut out, &ste);
     fields(
         &mut out,
         &ste,
@@ -82,19 +134,14 @@ pub fn describe_stream(mem: &dyn PhysMem, drv: &smmuv3::Smmu, sid: u32) -> Strin
             ("S2TTB", stf::S2TTB),
         ],
     );
-    if stf::V.get(&ste) == 0 || config & 0b101 != 0b101 {
+    if !s1_translates(&ste) {
         return out;
     }
-    let ptr = stf::S1_CONTEXT_PTR.get(&ste) << 6;
-    let cd_addr = if stf::S1FMT.get(&ste) == 0 {
-        ptr
-    } else {
-        match read_words::<1>(mem, ptr) {
-            Some(l1) => smmuv3_model::cd::l1::L2PTR.get(&l1) << 12,
-            None => {
-                let _ = writeln!(out, "  CD L1 descriptor at {ptr:#x} is not readable");
-                return out;
-            }
+    let cd_addr = match cd0_addr(mem, &ste) {
+        Ok(a) => a,
+        Err(ptr) => {
+            let _ = writeln!(out, "  CD L1 descriptor at {ptr:#x} is not readable");
+            return out;
         }
     };
     let Some(cd) = read_words::<8>(mem, cd_addr) else {
@@ -107,14 +154,7 @@ pub fn describe_stream(mem: &dyn PhysMem, drv: &smmuv3::Smmu, sid: u32) -> Strin
         cdf::V.get(&cd),
         cdf::ASID.get(&cd)
     );
-    let _ = writeln!(
-        out,
-        "    raw {}",
-        cd.iter()
-            .map(|w| format!("{w:016x}"))
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
+    raw_line(&mut out, &cd);
     fields(
         &mut out,
         &cd,
@@ -136,30 +176,17 @@ pub fn describe_stream(mem: &dyn PhysMem, drv: &smmuv3::Smmu, sid: u32) -> Strin
     if cdf::V.get(&cd) == 0 || cdf::EPD0.get(&cd) != 0 {
         return out;
     }
-    let shift = match cdf::TG0.get(&cd) {
-        0b00 => 12,
-        0b10 => 14,
-        0b01 => 16,
-        _ => {
-            let _ = writeln!(out, "  reserved TG0");
-            return out;
-        }
+    let Some((shift, ias, root)) = cd_walk(&cd) else {
+        let _ = writeln!(out, "  reserved TG0");
+        return out;
     };
-    let ias = 64 - cdf::T0SZ.get(&cd).min(64) as u32;
     let _ = writeln!(
         out,
         "  stage-1 table ({} KiB granule, {ias}-bit input):",
         (1u64 << shift) >> 10
     );
     let mut budget = MAX_ENTRIES;
-    describe_table(
-        &mut out,
-        mem,
-        cdf::TTB0.get(&cd) << 4,
-        shift,
-        ias,
-        &mut budget,
-    );
+    describe_table(&mut out, mem, root, shift, ias, &mut budget);
     if budget == 0 {
         let _ = writeln!(out, "    ... (more entries not shown)");
     }
@@ -175,14 +202,14 @@ pub fn describe_table(
     ias: u32,
     budget: &mut usize,
 ) {
-    let stride = shift - 3;
-    if ias <= shift {
+    let Some((start, entries)) = table_geometry(shift, ias) else {
+        let _ = writeln!(
+            out,
+            "    no LPAE table walks a {ias}-bit input at this granule"
+        );
         return;
-    }
-    let levels = (ias - shift).div_ceil(stride);
-    let start = 4u32.saturating_sub(levels);
-    let top_bits = ias - shift - (levels - 1) * stride;
-    walk(out, mem, root, start, 1u64 << top_bits, 0, shift, budget);
+    };
+    walk(out, mem, root, start, entries, 0, shift, budget);
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -256,46 +283,25 @@ pub fn stream_table_bytes(mem: &dyn PhysMem, drv: &smmuv3::Smmu, sid: u32) -> u6
     else {
         return 0;
     };
-    if stf::V.get(&ste) == 0 || stf::CONFIG.get(&ste) & 0b101 != 0b101 {
+    if !s1_translates(&ste) {
         return 0;
     }
-    let ptr = stf::S1_CONTEXT_PTR.get(&ste) << 6;
-    let cd_addr = if stf::S1FMT.get(&ste) == 0 {
-        ptr
-    } else {
-        match read_words::<1>(mem, ptr) {
-            Some(l1) => smmuv3_model::cd::l1::L2PTR.get(&l1) << 12,
-            None => return 0,
-        }
-    };
-    let Some(cd) = read_words::<8>(mem, cd_addr) else {
+    let Some(cd) = cd0_addr(mem, &ste)
+        .ok()
+        .and_then(|a| read_words::<8>(mem, a))
+    else {
         return 0;
     };
-    if cdf::V.get(&cd) == 0 || cdf::EPD0.get(&cd) != 0 {
+    // A CD with more than four levels of input (T0SZ too small) is walked by no
+    // hardware; it used to underflow `4 - levels` here.
+    let Some((shift, ias, root)) = cd_walk(&cd) else {
         return 0;
-    }
-    let shift = match cdf::TG0.get(&cd) {
-        0b00 => 12,
-        0b10 => 14,
-        0b01 => 16,
-        _ => return 0,
     };
-    let ias = 64 - cdf::T0SZ.get(&cd).min(64) as u32;
-    if ias <= shift {
+    let Some((start, entries)) = table_geometry(shift, ias) else {
         return 0;
-    }
-    let stride = shift - 3;
-    let levels = (ias - shift).div_ceil(stride);
-    let top_bits = ias - shift - (levels - 1) * stride;
-    let mut bytes = (8u64 << top_bits).max(64);
-    count_tables(
-        mem,
-        cdf::TTB0.get(&cd) << 4,
-        4 - levels,
-        1u64 << top_bits,
-        shift,
-        &mut bytes,
-    );
+    };
+    let mut bytes = (8 * entries).max(64);
+    count_tables(mem, root, start, entries, shift, &mut bytes);
     bytes
 }
 
@@ -319,5 +325,33 @@ fn count_tables(
             *bytes += 1u64 << shift;
             count_tables(mem, d & oa_mask, level + 1, 1 << (shift - 3), shift, bytes);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_geometry_follows_the_lpae_level_rules() {
+        // 4K granule: 48-bit input walks 4 levels from L0 (512 entries), 39-bit 3 from
+        // L1; 16K at 47 bits starts at L1 with 2048 entries; 64K at 52 bits at L1 with
+        // 1024 (lpae.md, levels per granule and input size).
+        assert_eq!(table_geometry(12, 48), Some((0, 512)));
+        assert_eq!(table_geometry(12, 39), Some((1, 512)));
+        assert_eq!(table_geometry(12, 32), Some((1, 4)));
+        assert_eq!(table_geometry(14, 47), Some((1, 2048)));
+        assert_eq!(table_geometry(14, 48), Some((0, 2)));
+        assert_eq!(table_geometry(16, 52), Some((1, 1024)));
+        assert_eq!(table_geometry(16, 48), Some((1, 64)));
+    }
+
+    #[test]
+    fn impossible_geometries_are_none_not_an_underflow() {
+        // T0SZ = 0 (64-bit input) needs six 4K levels: no hardware walks that.
+        assert_eq!(table_geometry(12, 64), None);
+        assert_eq!(table_geometry(12, 12), None);
+        assert_eq!(table_geometry(13, 40), None);
+        assert_eq!(table_geometry(16, 0), None);
     }
 }
