@@ -126,6 +126,12 @@ device d sid=1 smmu=s0 dma-mask=32\ndevice u sid=2 smmu=s0 untrusted\n";
         "enforce-coherency x",
         "free-domain x",
         "device h sid=9 smmu=s0 untrusted",
+        "q = map u size=5k offset=0xfff around=0xa5 dir=from-device",
+        "unmap q",
+        "dma-read u q-0x1000 len=0x2000",
+        "dma-read d 0xfffffffffffffffc len=8",
+        "iommu-map x iova=0xfffffffffffff000 phys=p size=4k prot=rw",
+        "iommu-map x iova=0x2000 phys=p size=64k",
         "expect counter CMD_SYNC >= 0",
         "expect exposed >= 0",
     ];
