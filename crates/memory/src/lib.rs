@@ -2,9 +2,12 @@
 //!
 //! [`SimMemory`] implements [`iommu_types::PhysMem`]:
 //!
-//! * **Sparse.** The 52-bit physical space is a three-level radix tree of 64 KiB
-//!   chunks created on first touch, so a 48-bit space costs memory only for the chunks
-//!   in use (plus 32 KiB per touched directory node).
+//! * **Sparse.** Memory is made of 64 KiB chunks created on first touch, so a 48-bit
+//!   space costs memory only for the chunks in use. The chunks of the allocator's
+//!   region (its first 16 GiB) are found through one flat index (4 MiB of host
+//!   memory per `SimMemory`, one directory load on the hot path); everything else in
+//!   the 52-bit space through a three-level radix tree (about 100 KiB per touched
+//!   directory node).
 //! * **Thread-safe.** Every 8-byte word is an [`AtomicU64`]: a hardware walker can
 //!   read descriptors while a driver writes them. Loads are `Acquire`, stores
 //!   `Release`, compare-exchange `AcqRel` (see the ordering notes of
@@ -36,6 +39,10 @@ const CHUNK_SIZE: u64 = 1 << CHUNK_SHIFT;
 const WORDS_PER_CHUNK: usize = (CHUNK_SIZE / 8) as usize;
 const LEVEL_BITS: u32 = 12;
 const LEVEL_ENTRIES: usize = 1 << LEVEL_BITS;
+/// How much of the allocator's region is indexed by the flat fast-path window
+/// (16 GiB: a 4 MiB index); the rest, and memory placed outside the region, goes
+/// through the three-level radix tree.
+pub const MAX_WINDOW_BYTES: u64 = 16 << 30;
 /// Largest physical address width supported (52 bits, as with FEAT_LPA).
 pub const MAX_PA_BITS: u32 = CHUNK_SHIFT + 3 * LEVEL_BITS;
 /// Most pages of one alignment gap kept for reuse by later 4 KiB allocations.
@@ -112,6 +119,11 @@ struct Allocator {
 /// Sparse, thread-safe simulated physical memory. See the crate documentation.
 pub struct SimMemory {
     top: Box<[OnceLock<Mid>]>,
+    /// Flat index of the chunks of the allocator's region (its first
+    /// [`MAX_WINDOW_BYTES`]): one directory load instead of three on the hot path.
+    window: Box<[OnceLock<Box<Chunk>>]>,
+    /// First chunk number covered by `window`.
+    window_first_chunk: u64,
     config: MemConfig,
     alloc: Mutex<Allocator>,
     pages_in_use: AtomicU64,
@@ -153,8 +165,13 @@ impl SimMemory {
                 "memory region must be 4 KiB aligned and below 2^52",
             ));
         }
+        let window_first_chunk = config.base >> CHUNK_SHIFT;
+        let window_end = (config.base + config.size.min(MAX_WINDOW_BYTES)).div_ceil(CHUNK_SIZE);
+        let window_len = (window_end - window_first_chunk) as usize;
         Ok(Self {
             top: new_level(),
+            window: (0..window_len).map(|_| OnceLock::new()).collect(),
+            window_first_chunk,
             config,
             alloc: Mutex::new(Allocator {
                 bump: config.base,
@@ -164,7 +181,11 @@ impl SimMemory {
             peak_pages: AtomicU64::new(0),
             allocs: AtomicU64::new(0),
             frees: AtomicU64::new(0),
-            backing: AtomicU64::new((LEVEL_ENTRIES * std::mem::size_of::<OnceLock<Mid>>()) as u64),
+            backing: AtomicU64::new(
+                ((LEVEL_ENTRIES * std::mem::size_of::<OnceLock<Mid>>())
+                    + window_len * std::mem::size_of::<OnceLock<Box<Chunk>>>())
+                    as u64,
+            ),
         })
     }
 
@@ -230,10 +251,16 @@ impl SimMemory {
 
     #[inline(always)]
     fn lookup(&self, pa: u64) -> Option<&Chunk> {
+        let c = pa >> CHUNK_SHIFT;
+        if let Some(slot) = self
+            .window
+            .get(c.wrapping_sub(self.window_first_chunk) as usize)
+        {
+            return slot.get().map(|b| &**b);
+        }
         if pa >> MAX_PA_BITS != 0 {
             return None;
         }
-        let c = pa >> CHUNK_SHIFT;
         let i0 = (c >> (2 * LEVEL_BITS)) as usize;
         let i1 = ((c >> LEVEL_BITS) as usize) & (LEVEL_ENTRIES - 1);
         let i2 = (c as usize) & (LEVEL_ENTRIES - 1);
@@ -244,6 +271,15 @@ impl SimMemory {
 
     fn chunk_or_create(&self, pa: u64) -> &Chunk {
         let c = pa >> CHUNK_SHIFT;
+        if let Some(slot) = self
+            .window
+            .get(c.wrapping_sub(self.window_first_chunk) as usize)
+        {
+            return slot.get_or_init(|| {
+                self.backing.fetch_add(CHUNK_SIZE + 16, Ordering::Relaxed);
+                Chunk::new_boxed()
+            });
+        }
         let i0 = (c >> (2 * LEVEL_BITS)) as usize;
         let i1 = ((c >> LEVEL_BITS) as usize) & (LEVEL_ENTRIES - 1);
         let i2 = (c as usize) & (LEVEL_ENTRIES - 1);
