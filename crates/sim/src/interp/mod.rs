@@ -7,12 +7,14 @@
 //! sanitizer, the DMA layer's exposure accounting and the [`Oracle`]'s stale windows.
 //! Execution stops at the first failed expectation.
 
+mod expect;
+
 use crate::error::{Error, Result};
 use crate::oracle::Oracle;
 use crate::platform::Platform;
 use crate::scenario::{
-    DeviceDecl, Dir, DomainType as ScnType, Expect, Policy, Pos, Scenario, SmmuDecl, StmtKind,
-    SyncFor, Target,
+    DeviceDecl, Dir, DomainType as ScnType, Policy, Pos, Scenario, SmmuDecl, StmtKind, SyncFor,
+    Target,
 };
 use iommu_core::{AllocFlags, Credentials, IommuDomain};
 use iommu_dma::{DmaAlloc, DmaAttrs, DmaDirection, SgEntry, SgMapping};
@@ -103,18 +105,6 @@ impl From<Dir> for DmaDirection {
             Dir::FromDevice => DmaDirection::FromDevice,
         }
     }
-}
-
-/// Normalised event name: `FTranslation` → `translation`, `CBadSte` → `badste`.
-fn event_key(debug_name: &str) -> String {
-    let s = debug_name
-        .strip_prefix('F')
-        .or_else(|| debug_name.strip_prefix('C'))
-        .unwrap_or(debug_name);
-    s.chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .collect::<String>()
-        .to_ascii_lowercase()
 }
 
 /// The interpreter's state.
@@ -744,115 +734,6 @@ impl Interp {
         Ok(())
     }
 
-    fn expect(&mut self, e: &Expect) -> Step {
-        let p = self.p();
-        match e {
-            Expect::Ok => {
-                if self.last != Outcome::Ok {
-                    return Err(format!(
-                        "expected the last action to succeed, but {}",
-                        self.last.describe()
-                    ));
-                }
-            }
-            Expect::Fault(kind) => match (&self.last, kind) {
-                (Outcome::Fault(f), None) => {
-                    let _ = f;
-                }
-                (Outcome::Fault(f), Some(k)) if event_key(f) == event_key(k) => {}
-                (other, k) => {
-                    return Err(format!(
-                        "expected a {}fault, but {}",
-                        k.as_ref().map_or(String::new(), |k| format!("{k} ")),
-                        other.describe()
-                    ));
-                }
-            },
-            Expect::Error(errno) => match (&self.last, errno) {
-                (Outcome::Err(..) | Outcome::False, None) => {}
-                (Outcome::Err(e, _), Some(want)) if format!("{e:?}") == *want => {}
-                (other, want) => {
-                    return Err(format!(
-                        "expected an error{}, but {}",
-                        want.as_ref().map_or(String::new(), |w| format!(" {w}")),
-                        other.describe()
-                    ));
-                }
-            },
-            Expect::Bytes(want) => {
-                if &self.data != want {
-                    return Err(format!(
-                        "expected bytes {}, read {}",
-                        hex(want),
-                        hex(&self.data)
-                    ));
-                }
-            }
-            Expect::SanitizerClean => {
-                let r = p.sanitizer_reports();
-                if let Some(first) = r.first() {
-                    return Err(format!(
-                        "the sanitizer has {} report(s); first: {first}",
-                        r.len()
-                    ));
-                }
-            }
-            Expect::Exposed(cmp, n) => {
-                let got = p.exposed_bytes();
-                if !cmp.holds(got, *n) {
-                    return Err(format!(
-                        "expected exposed {} {n} bytes, got {got}",
-                        cmp.symbol()
-                    ));
-                }
-            }
-            Expect::Counter(name, cmp, n) => {
-                let c = p.counters();
-                let got = c
-                    .get(name)
-                    .ok_or_else(|| format!("unknown counter `{name}`"))?;
-                if !cmp.holds(got, *n) {
-                    return Err(format!(
-                        "expected counter {name} {} {n}, got {got}",
-                        cmp.symbol()
-                    ));
-                }
-            }
-            Expect::StaleWindow(cmp, n) => {
-                let got = self.oracle.stale().windows_ns.max;
-                if !cmp.holds(got, *n) {
-                    return Err(format!(
-                        "expected the longest stale window {} {n} ns, got {got} ns ({} stale accesses)",
-                        cmp.symbol(),
-                        self.oracle.stale().windows_ns.count
-                    ));
-                }
-            }
-            Expect::Type(device, ty) => {
-                let dev = self.dev(device)?;
-                let got = p
-                    .core
-                    .device_group(p.devices[dev].id)
-                    .and_then(|g| p.core.group_type(g))
-                    .unwrap_or("unknown");
-                let want = match ty {
-                    ScnType::Blocked => "blocked",
-                    ScnType::Identity => "identity",
-                    ScnType::Unmanaged => "unmanaged",
-                    ScnType::Dma => "DMA",
-                    ScnType::DmaFq => "DMA-FQ",
-                    ScnType::Auto => "auto",
-                };
-                if got != want {
-                    return Err(format!(
-                        "expected `{device}`'s group type {want}, got {got}"
-                    ));
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// Describe the final hardware state of every SMMU.
     fn inspect(&self) -> String {
         let mut out = String::new();
@@ -883,13 +764,6 @@ fn cpu_alloc_len(offset: u64, size: u64) -> Option<u64> {
     offset
         .checked_add(size)?
         .checked_next_multiple_of(CPU_ALIGN)
-}
-
-fn hex(b: &[u8]) -> String {
-    if b.is_empty() {
-        return "nothing".into();
-    }
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 fn run(s: &Scenario) -> (Interp, ScenarioOutcome) {
