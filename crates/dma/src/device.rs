@@ -372,8 +372,9 @@ impl<D: DmaDomain, A: IovaAllocator> DmaDevice<D, A> {
     /// The bounces behind the first and last granule of `[iova, iova + len)`.
     fn bounces_of(&self, iova: u64, len: u64) -> Result<Vec<(u64, Bounce)>> {
         let g = self.granule();
+        let end = range_end(iova, len)?;
         let first = g.align_down(iova);
-        let last = g.align_down(iova + len - 1);
+        let last = g.align_down(end - 1);
         let mut out = Vec::new();
         for gi in if first == last {
             vec![first]
@@ -434,12 +435,13 @@ impl<D: DmaDomain, A: IovaAllocator> DmaDevice<D, A> {
         let Some(pool) = &self.swiotlb else {
             return Ok(());
         };
+        let end = range_end(dma, len)?;
         for (gi, b) in self.bounces_of(dma, len)? {
             // IOVA range of the bounced data in this granule.
             let data_lo = gi + (b.tlb.0 - b.run.0);
             let data_hi = data_lo + b.size;
             let lo = dma.max(data_lo);
-            let hi = (dma + len).min(data_hi);
+            let hi = end.min(data_hi);
             if lo < hi {
                 let pa = PhysAddr(b.tlb.0 + (lo - data_lo));
                 if for_cpu {
@@ -678,6 +680,16 @@ impl<D: DmaDomain, A: IovaAllocator> DmaDevice<D, A> {
         let total = size
             .checked_next_multiple_of(round)
             .ok_or(Error::Invalid("allocation too large"))?;
+        // Refuse what could never fit below the coherent mask before allocating
+        // one chunk per unit (a huge size would otherwise exhaust host memory).
+        let (ap_lo, ap_hi) = self.cookie.domain().aperture();
+        let limit = self.cfg.coherent_dma_mask.min(ap_hi);
+        if total > limit.saturating_sub(ap_lo).saturating_add(1) {
+            return Err(Error::NoIovaSpace {
+                bytes: total,
+                limit,
+            });
+        }
         let mut chunks: Vec<(PhysAddr, u64)> = Vec::new();
         let mut left = total;
         while left > 0 {
@@ -771,4 +783,15 @@ impl<D: DmaDomain, A: IovaAllocator> DmaDevice<D, A> {
             .map(|&(pa, len)| SgEntry { phys: pa.0, len })
             .collect())
     }
+}
+
+/// The end of `[start, start + len)`: an error for an empty range or one that
+/// wraps the address space (bad caller input, never a panic).
+fn range_end(start: u64, len: u64) -> Result<u64> {
+    if len == 0 {
+        return Err(Error::Invalid("zero-length range"));
+    }
+    start
+        .checked_add(len)
+        .ok_or(Error::Invalid("range wraps the address space"))
 }

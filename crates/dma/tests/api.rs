@@ -176,6 +176,7 @@ fn untrusted_large_granule_sees_only_its_buffer_and_zeros() {
             (g / 2, g),
         ] {
             let rig = Rig::new(g, page);
+            dirty_bounce_pool(&rig);
             let dev = rig.device(untrusted(page));
             let buf = rig.buffer(off, len);
             let dma = dev
@@ -659,4 +660,93 @@ fn a_failed_flush_in_lazy_mode_frees_nothing() {
     assert_eq!(cookie.flush_queue().occupancy(), 0);
     assert_eq!(iova.live(), 1, "only the refused range stays allocated");
     assert!(!mock.tlb_holds(dmas[0], 4 * 4096));
+}
+
+/// Seed 003 for scatterlists: an untrusted device reading the whole IOVA window of
+/// every segment (all the granules it can reach) sees its data and zeros only,
+/// and writing the whole window changes nothing outside its buffers. Fails if the
+/// head or tail of an element is mapped in place or the bounce padding is stale.
+#[test]
+fn untrusted_map_sg_reaches_only_its_buffers_and_zeros() {
+    for (g, page) in granule_cases().into_iter().filter(|&(g, p)| g > p) {
+        let rig = Rig::new(g, page);
+        dirty_bounce_pool(&rig);
+        let dev = rig.device(untrusted(page));
+        let shapes = [(page, page), (100, 2 * g + 5), (g - 8, 16), (0, g + page)];
+        let list: Vec<SgEntry> = shapes
+            .iter()
+            .map(|&(off, len)| SgEntry {
+                phys: rig.buffer(off, len).0,
+                len,
+            })
+            .collect();
+        let dir = DmaDirection::Bidirectional;
+        let m = dev.map_sg(&list, dir, NA).unwrap();
+        assert_eq!(m.exposed, 0);
+        assert_eq!(dev.exposed_bytes(), 0);
+        for (s, e) in m.segments.iter().zip(&list) {
+            let ctx = format!("g={g:#x} page={page:#x} seg={s:x?}");
+            assert_eq!(s.len, e.len, "{ctx}");
+            let lo = s.addr - s.addr % g;
+            let hi = (s.addr + s.len).next_multiple_of(g);
+            let mut win = vec![0xff; (hi - lo) as usize];
+            rig.domain.dma_read(&*rig.mem, lo, &mut win).unwrap();
+            let (a, b) = ((s.addr - lo) as usize, (s.addr - lo + s.len) as usize);
+            assert_eq!(&win[a..b], &pattern(e.len as usize, 1)[..], "{ctx}");
+            assert!(win[..a].iter().all(|&x| x == 0), "{ctx}: head padding");
+            assert!(win[b..].iter().all(|&x| x == 0), "{ctx}: tail padding");
+            rig.domain
+                .dma_write(&*rig.mem, lo, &vec![0x5a; win.len()])
+                .unwrap();
+        }
+        dev.unmap_sg(m, NA).unwrap();
+        for (e, &(off, _)) in list.iter().zip(&shapes) {
+            assert_eq!(
+                rig.read(PhysAddr(e.phys), e.len as usize),
+                vec![0x5a; e.len as usize]
+            );
+            let before = rig.read(PhysAddr(e.phys - off), off as usize);
+            assert!(before.iter().all(|&x| x == 0xee), "before untouched");
+            let after = rig.read(PhysAddr(e.phys + e.len), g as usize);
+            assert!(after.iter().all(|&x| x == 0xee), "after untouched");
+        }
+        assert_eq!(rig.pool.stats().used_slots, 0);
+        assert_eq!(rig.domain.mapped_granules(), 0);
+    }
+}
+
+/// Seed 003 for coherent memory: every granule of an untrusted device's coherent
+/// window translates into the allocation itself (rounded to the granule), so
+/// nothing foreign is reachable.
+#[test]
+fn untrusted_coherent_window_lies_inside_the_allocation() {
+    for (g, page) in granule_cases().into_iter().filter(|&(g, p)| g > p) {
+        let rig = Rig::new(g, page);
+        let dev = rig.device(untrusted(page));
+        for size in [100, page, g + 1] {
+            let a = dev.alloc_coherent(size).unwrap();
+            let (pa, len) = a.chunks[0];
+            let lo = a.dma - a.dma % g;
+            let hi = (a.dma + size).next_multiple_of(g);
+            for gi in (lo..hi).step_by(g as usize) {
+                let t = rig
+                    .domain
+                    .iova_to_phys(iommu_types::Iova(gi))
+                    .expect("window mapped");
+                assert!(
+                    t.0 >= pa.0 && t.0 + g <= pa.0 + len,
+                    "g={g:#x} page={page:#x} size={size}: granule {gi:#x} -> {t:x?} outside {pa:x?}+{len:#x}"
+                );
+            }
+            dev.free(a).unwrap();
+        }
+        assert_eq!(rig.domain.mapped_granules(), 0);
+    }
+}
+
+/// Fill the whole bounce pool with stale bytes (what earlier users of the slots
+/// left), so that a bounce whose padding is not zeroed shows it.
+fn dirty_bounce_pool(rig: &Rig) {
+    let (base, len) = rig.pool.range();
+    rig.mem.fill_bytes(base, len, 0xdd).unwrap();
 }
