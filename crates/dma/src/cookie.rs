@@ -264,14 +264,23 @@ impl<D: DmaDomain, A: IovaAllocator> DmaCookie<D, A> {
                 "IOVA size must be a non-zero granule multiple",
             ));
         }
-        let limit_pfn = (limit.wrapping_add(1) >> shift).wrapping_sub(1);
-        let limit_pfn = if limit == u64::MAX {
-            u64::MAX >> shift
-        } else {
-            limit_pfn
+        // The last pfn whose whole granule lies at or below `limit`; none when the
+        // limit is below the first granule's end.
+        let limit_pfn = match limit.checked_add(1) {
+            None => u64::MAX >> shift,
+            Some(end) => (end >> shift)
+                .checked_sub(1)
+                .ok_or(Error::NoIovaSpace { bytes: size, limit })?,
         };
         match self.iova().alloc(pages, limit_pfn, flush_rcache) {
-            Some(pfn) if pfn >= self.start_pfn && pfn + pages - 1 <= limit_pfn => Ok(pfn << shift),
+            Some(pfn)
+                if pfn >= self.start_pfn
+                    && pfn
+                        .checked_add(pages - 1)
+                        .is_some_and(|last| last <= limit_pfn) =>
+            {
+                Ok(pfn << shift)
+            }
             Some(pfn) => {
                 self.iova().free(pfn, pages);
                 Err(Error::NoIovaSpace { bytes: size, limit })

@@ -82,3 +82,28 @@ fn sync_of_a_wrapping_range_on_a_live_untrusted_mapping_is_an_error() {
     dev.unmap_page(dma, 5000, dir, NA).unwrap();
     check_clean(&rig);
 }
+
+#[test]
+fn cookie_allocation_limits_below_one_granule_or_wrapping_are_errors() {
+    let rig = Rig::new(16 * K, 4 * K);
+    for limit in [0, 1, 16 * K - 2] {
+        assert!(
+            rig.cookie.alloc_iova(16 * K, limit, false).is_err(),
+            "limit {limit:#x}"
+        );
+    }
+    for size in [0, 100, u64::MAX, u64::MAX - 16 * K + 1] {
+        assert!(
+            rig.cookie.alloc_iova(size, u64::MAX, false).is_err(),
+            "size {size:#x}"
+        );
+    }
+    let iova = rig.cookie.alloc_iova(16 * K, 32 * K - 1, false).unwrap();
+    assert_eq!(
+        iova,
+        16 * K,
+        "the only granule below the limit (pfn 0 is never used)"
+    );
+    rig.cookie.free_iova_now(iova, 16 * K);
+    check_clean(&rig);
+}
