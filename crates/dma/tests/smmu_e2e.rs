@@ -310,7 +310,14 @@ fn lazy_unmap_never_reuses_an_iova_before_its_flush() {
         dev.unmap_page(d, 4096, DmaDirection::ToDevice, NA).unwrap();
         queued.push(d);
     }
-    // Lazy: the model may still hold the old translations until the flush.
+    // Lazy: the model may still hold the old translations until the flush, so
+    // nothing may have been freed yet.
+    assert_eq!(
+        rig.iova.checks.load(Ordering::Relaxed),
+        0,
+        "an IOVA was freed before its flush"
+    );
+    assert_eq!(rig.cookie.flush_queue().occupancy(), 10);
     rig.cookie.flush_queue_timer().unwrap();
     for &d in &queued {
         assert!(rig.read(d, 1).is_err(), "no translation after the flush");
