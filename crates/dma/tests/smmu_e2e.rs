@@ -341,11 +341,18 @@ fn live_switch_under_load_on_the_driver() {
         let (rig, dev, done) = (rig.clone(), dev.clone(), done.clone());
         workers.push(std::thread::spawn(move || {
             let buf = rig.buffer(0x10 * u64::from(t), 5000, t);
-            for _ in 0..150 {
+            for i in 0..150 {
                 let d = dev.map_page(buf, 5000, DmaDirection::ToDevice, NA).unwrap();
                 assert_eq!(rig.read(d, 5000).unwrap(), pattern(5000, t));
                 dev.unmap_page(d, 5000, DmaDirection::ToDevice, NA).unwrap();
                 done.fetch_add(1, Ordering::Relaxed);
+                // Hold until the switch, so the run surely has strict unmaps
+                // before it and lazy ones after it.
+                if i == 75 {
+                    while !rig.cookie.is_lazy() {
+                        std::thread::yield_now();
+                    }
+                }
             }
         }));
     }
@@ -356,6 +363,11 @@ fn live_switch_under_load_on_the_driver() {
     for w in workers {
         w.join().unwrap();
     }
+    let queued = rig.cookie.flush_queue().stats().queued;
+    assert!(
+        (2 * 74..=300 - 60).contains(&queued),
+        "strict unmaps before the switch, lazy after: {queued} queued"
+    );
     rig.cookie.flush_queue_timer().unwrap();
     assert_eq!(rig.iova.checks.load(Ordering::Relaxed), 300);
     let _ = rig.drv.drain_events();
