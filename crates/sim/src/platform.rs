@@ -25,8 +25,9 @@ use smmuv3_model::{Capacity, SmmuConfig};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-/// Flush-queue timeout (`IOVA_DEFAULT_FQ_TIMEOUT`, reference `software.md` §2).
-pub const FQ_TIMEOUT_NS: u64 = 10_000_000;
+/// Flush-queue timeout (`IOVA_DEFAULT_FQ_TIMEOUT`, reference `software.md` §2): the
+/// DMA layer's own constant, re-exported for the simulator's users.
+pub const FQ_TIMEOUT_NS: u64 = iommu_dma::FQ_DEFAULT_TIMEOUT_NS;
 
 /// Bytes of the swiotlb pool.
 const SWIOTLB_BYTES: u64 = 8 << 20;
@@ -143,7 +144,6 @@ pub struct Platform {
     pub devices: Vec<DeviceUnit>,
     swiotlb: Arc<Swiotlb>,
     cookies: Mutex<BTreeMap<u64, Arc<Cookie>>>,
-    fq_deadlines: Mutex<BTreeMap<u64, u64>>,
 }
 
 fn capacity(n: Option<u32>) -> Capacity {
@@ -191,7 +191,6 @@ impl Platform {
             devices: Vec::new(),
             swiotlb,
             cookies: Mutex::new(BTreeMap::new()),
-            fq_deadlines: Mutex::new(BTreeMap::new()),
         };
         for (i, s) in smmus.iter().enumerate() {
             let f = s.features;
@@ -384,7 +383,9 @@ impl Platform {
                 Arc::new(IovaAdapter(iovad)),
                 self.cpus.clone(),
             )
-            .map_err(|e| perr("DMA cookie", e))?,
+            .map_err(|e| perr("DMA cookie", e))?
+            // The flush queue arms its timeout on the virtual clock.
+            .with_clock(self.clock.clone()),
         );
         let ty = dom
             .set_dma_cookie(Arc::new(CookieHook(cookie.clone())))
@@ -409,30 +410,13 @@ impl Platform {
         self.devices.iter().position(|d| d.decl.name == name)
     }
 
-    /// Note flush-queue timers armed since the last call (their deadline is now +
-    /// timeout), and fire those whose deadline has passed. Returns the timers fired.
+    /// Fire the flush-queue timers whose deadline (armed by the queue on the virtual
+    /// clock when it took its first entry) has passed. Returns the timers fired.
     pub fn poll_timers(&self) -> usize {
-        let now = self.clock.now_ns();
-        let mut fired = 0;
-        let Ok(mut dl) = self.fq_deadlines.lock() else {
-            return 0;
-        };
-        for (serial, cookie) in self.cookies() {
-            match dl.get(&serial).copied() {
-                Some(t) if t <= now => {
-                    let _ = cookie.flush_queue_timer();
-                    dl.remove(&serial);
-                    fired += 1;
-                }
-                Some(_) => {}
-                None => {
-                    if cookie.is_lazy() && cookie.flush_queue().timer_armed() {
-                        dl.insert(serial, now.saturating_add(FQ_TIMEOUT_NS));
-                    }
-                }
-            }
-        }
-        fired
+        self.cookies()
+            .iter()
+            .filter(|(_, cookie)| cookie.poll_flush_queue().unwrap_or(false))
+            .count()
     }
 
     /// Flush every flush queue now (or only the one of `domain`).
@@ -440,9 +424,6 @@ impl Platform {
         for (serial, cookie) in self.cookies() {
             if domain.is_none_or(|d| d == serial) {
                 let _ = cookie.flush_queue_timer();
-                if let Ok(mut dl) = self.fq_deadlines.lock() {
-                    dl.remove(&serial);
-                }
             }
         }
     }
