@@ -19,7 +19,7 @@ use iommu_core::{
 use iommu_dma::{DeviceConfig, DmaDevice, Swiotlb};
 use iommu_memory::SimMemory;
 use iommu_types::{
-    Clock, Errno, Iova, Mmio, PgSizeBitmap, PhysAddr, PhysMem, Prot, ThreadCpuId, VirtualClock,
+    Errno, Iova, Mmio, PgSizeBitmap, PhysAddr, PhysMem, Prot, ThreadCpuId, VirtualClock,
 };
 use smmuv3_model::{Capacity, SmmuConfig};
 use std::collections::BTreeMap;
