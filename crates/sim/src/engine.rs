@@ -647,7 +647,7 @@ fn collect(
     let mut iova = BTreeMap::new();
     for (_, c) in p.cookies() {
         fq_flushes += c.flush_queue().flushes();
-        let s = c.iova().0.stats();
+        let s = c.iova().stats();
         for (k, v) in [
             ("rcache_hits", s.rcache_hits),
             ("rcache_misses", s.rcache_misses),

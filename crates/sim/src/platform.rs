@@ -5,7 +5,8 @@
 //! The simulator only wires the layers together; each adapter here is a thin
 //! translation between two crates' interfaces:
 //! * [`CoreDomain`]: iommu-core's domain handle as the DMA layer's `DmaDomain`;
-//! * [`IovaAdapter`]: iommu-iova's allocator as the DMA layer's `IovaAllocator`;
+//! * iommu-iova's `IovaDomain` is the DMA layer's `IovaAllocator` directly (the
+//!   binding lives in iommu-dma);
 //! * the cookie hook that lets the core's live DMA → DMA-FQ switch set up the DMA
 //!   layer's flush queue before the new type is published.
 
@@ -70,22 +71,10 @@ impl iommu_dma::DmaDomain for CoreDomain {
     }
 }
 
-/// iommu-iova's allocator as the DMA layer's [`iommu_dma::IovaAllocator`].
-pub struct IovaAdapter(pub iommu_iova::IovaDomain);
-
-impl iommu_dma::IovaAllocator for IovaAdapter {
-    fn alloc(&self, pages: u64, limit_pfn: u64, flush_rcache: bool) -> Option<u64> {
-        self.0.alloc_iova_fast(pages, limit_pfn, flush_rcache).ok()
-    }
-    fn free(&self, pfn: u64, pages: u64) {
-        let _ = self.0.free_iova_fast(pfn, pages);
-    }
-}
-
 /// The DMA layer's per-domain state, as the simulator builds it.
-pub type Cookie = iommu_dma::DmaCookie<CoreDomain, Arc<IovaAdapter>>;
+pub type Cookie = iommu_dma::DmaCookie<CoreDomain, Arc<iommu_iova::IovaDomain>>;
 /// The DMA API of one simulated device.
-pub type SimDma = DmaDevice<CoreDomain, Arc<IovaAdapter>>;
+pub type SimDma = DmaDevice<CoreDomain, Arc<iommu_iova::IovaDomain>>;
 
 /// The hook the core calls for the live switch.
 struct CookieHook(Arc<Cookie>);
@@ -378,14 +367,10 @@ impl Platform {
             .build()
             .map_err(|e| perr("IOVA domain", e))?;
         let cookie = Arc::new(
-            Cookie::new(
-                CoreDomain(dom.clone()),
-                Arc::new(IovaAdapter(iovad)),
-                self.cpus.clone(),
-            )
-            .map_err(|e| perr("DMA cookie", e))?
-            // The flush queue arms its timeout on the virtual clock.
-            .with_clock(self.clock.clone()),
+            Cookie::new(CoreDomain(dom.clone()), Arc::new(iovad), self.cpus.clone())
+                .map_err(|e| perr("DMA cookie", e))?
+                // The flush queue arms its timeout on the virtual clock.
+                .with_clock(self.clock.clone()),
         );
         let ty = dom
             .set_dma_cookie(Arc::new(CookieHook(cookie.clone())))
