@@ -298,13 +298,17 @@ impl SimMemory {
         })
     }
 
+    /// The chunk holding `pa` if the page of `pa` is present.
+    #[inline(always)]
+    fn present_chunk(&self, pa: u64) -> Option<&Chunk> {
+        let chunk = self.lookup(pa)?;
+        (chunk.present.load(Ordering::Relaxed) & page_bit(pa) != 0).then_some(chunk)
+    }
+
     /// The atomic word holding `pa` (which must be 8-byte aligned and present).
     #[inline(always)]
     fn word(&self, pa: u64) -> Result<&AtomicU64> {
-        let chunk = self.lookup(pa).ok_or(Error::Unmapped { pa })?;
-        if chunk.present.load(Ordering::Relaxed) & page_bit(pa) == 0 {
-            return Err(Error::Unmapped { pa });
-        }
+        let chunk = self.present_chunk(pa).ok_or(Error::Unmapped { pa })?;
         Ok(&chunk.words[((pa & (CHUNK_SIZE - 1)) >> 3) as usize])
     }
 
@@ -497,6 +501,20 @@ impl PhysMem for SimMemory {
                 });
             }
         })
+    }
+
+    /// The words of a run inside one present page, checked once (presence, alignment,
+    /// bounds) instead of once per word.
+    #[inline(always)]
+    fn words_in_page(&self, pa: PhysAddr, n: usize) -> Option<&[AtomicU64]> {
+        let pa = pa.0;
+        let first_off = pa & (PAGE_SIZE - 1);
+        if pa & 7 != 0 || n as u64 > (PAGE_SIZE - first_off) >> 3 {
+            return None;
+        }
+        let first = ((pa & (CHUNK_SIZE - 1)) >> 3) as usize;
+        self.present_chunk(pa)
+            .map(|chunk| &chunk.words[first..first + n])
     }
 
     fn alloc_pages(&self, bytes: u64, align: u64) -> Result<PhysAddr> {

@@ -249,3 +249,31 @@ proptest! {
         prop_assert_eq!(m.stats().pages_in_use, 0);
     }
 }
+
+#[test]
+fn words_in_page_gives_the_same_words_and_refuses_bad_runs() {
+    let m = SimMemory::new();
+    let a = m.alloc_pages(2 * PAGE_SIZE, PAGE_SIZE).unwrap();
+    m.write_u64(PhysAddr(a.0 + 16), 0x1234).unwrap();
+    let run = m.words_in_page(PhysAddr(a.0 + 16), 4).expect("present run");
+    assert_eq!(run.len(), 4);
+    assert_eq!(run[0].load(Ordering::Acquire), 0x1234);
+    run[3].store(0x55, Ordering::Release);
+    assert_eq!(m.read_u64(PhysAddr(a.0 + 40)).unwrap(), 0x55);
+    // A whole page is one run; one word more crosses into the next page.
+    assert!(m.words_in_page(a, 512).is_some());
+    assert!(m.words_in_page(PhysAddr(a.0 + 8), 512).is_none());
+    assert!(
+        m.words_in_page(PhysAddr(a.0 + 4), 1).is_none(),
+        "misaligned"
+    );
+    // Through a forwarding handle too.
+    let shared: Arc<dyn PhysMem> = Arc::new(SimMemory::new());
+    let b = shared.alloc_pages(PAGE_SIZE, PAGE_SIZE).unwrap();
+    assert!(shared.words_in_page(b, 1).is_some());
+    // Freed or never-allocated pages give no access.
+    m.free_pages(a, 2 * PAGE_SIZE).unwrap();
+    assert!(m.words_in_page(a, 1).is_none());
+    assert!(m.words_in_page(PhysAddr(0x10), 1).is_none());
+    assert!(m.words_in_page(PhysAddr(!7), 1).is_none());
+}

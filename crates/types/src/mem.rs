@@ -13,6 +13,8 @@
 //! the table's contents, as on a coherent system with a DMB before the publishing
 //! store. Byte accesses (DMA data) are not atomic as a whole.
 
+use core::sync::atomic::AtomicU64;
+
 use crate::{Error, PhysAddr, Result};
 
 /// Simulated (or real) physical memory shared by software and hardware models.
@@ -83,6 +85,23 @@ pub trait PhysMem: Send + Sync {
         }
         Ok(())
     }
+
+    /// Direct access to the `n` consecutive 64-bit words from `pa`, when they lie in
+    /// one present 4 KiB page of an implementation that keeps memory as host atomics:
+    /// a run of descriptors of one table is then checked once, not once per word.
+    ///
+    /// `None` (the default, and the answer for a misaligned, unmapped or
+    /// page-crossing run) means "use the word methods", which report the error if
+    /// there is one. Callers must keep the ordering rules of this trait on the words
+    /// (`Acquire` loads, `Release` stores, `AcqRel` compare-exchange) unless they
+    /// document why a weaker ordering is enough. The slice is valid memory for as
+    /// long as `self` is borrowed, but the page may be freed meanwhile: hold it only
+    /// for the duration of one operation on memory the caller owns.
+    #[inline]
+    fn words_in_page(&self, pa: PhysAddr, n: usize) -> Option<&[AtomicU64]> {
+        let _ = (pa, n);
+        None
+    }
 }
 
 fn word_at(pa: PhysAddr, i: usize) -> Result<PhysAddr> {
@@ -151,6 +170,10 @@ macro_rules! forward_physmem {
             }
             fn write_words(&self, pa: PhysAddr, words: &[u64]) -> Result<()> {
                 (**self).write_words(pa, words)
+            }
+            #[inline]
+            fn words_in_page(&self, pa: PhysAddr, n: usize) -> Option<&[AtomicU64]> {
+                (**self).words_in_page(pa, n)
             }
         }
     )*};

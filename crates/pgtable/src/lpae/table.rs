@@ -10,6 +10,7 @@
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::ops::Deref;
+use core::sync::atomic::Ordering;
 
 use iommu_types::{Iova, PgSizeBitmap, PhysAddr, PhysMem, Prot};
 
@@ -271,6 +272,31 @@ where
         attrs: u64,
     ) -> Result<()> {
         let base = table + 8 * idx;
+        if let Some(words) = self.mem.words_in_page(PhysAddr(base), n as usize) {
+            // Fast path: the run was checked once (present, inside one table page).
+            // Same accesses as below: Acquire loads, Release stores.
+            let mut any_table = false;
+            for (i, w) in words.iter().enumerate() {
+                let p = w.load(Ordering::Acquire);
+                if p != 0 {
+                    if Pte(p).is_table(level) {
+                        any_table = true;
+                    } else {
+                        return Err(Error::Exists(iova.wrapping_add(i as u64 * pgsize)));
+                    }
+                }
+            }
+            if !any_table {
+                let granule = self.geo.granule;
+                let mut pa = paddr;
+                for w in words {
+                    w.store(attrs | Pte::addr_bits(pa, granule), Ordering::Release);
+                    pa = pa.wrapping_add(pgsize);
+                }
+                return Ok(());
+            }
+            // Tables to replace: the general path below (rare).
+        }
         let mut any_table = false;
         for i in 0..n {
             let p = self.read(base + 8 * i)?;
@@ -342,8 +368,21 @@ where
         level: u32,
         gather: &mut IotlbGather,
     ) -> u64 {
-        let granule = self.geo.granule;
         let base = table + 8 * idx;
+        if let Some(words) = self.mem.words_in_page(PhysAddr(base), n as usize) {
+            // Fast path: the run was checked once (present, inside one table page).
+            // Same accesses as below: an Acquire load, then a Release store of zero.
+            for (i, w) in words.iter().enumerate() {
+                let p = w.load(Ordering::Acquire);
+                if p == 0 {
+                    return i as u64;
+                }
+                w.store(0, Ordering::Release);
+                let at = Iova(iova.wrapping_add(i as u64 * pgsize));
+                self.cleared(p, at, pgsize, level, gather);
+            }
+            return n;
+        }
         for i in 0..n {
             let slot = base + 8 * i;
             let Ok(p) = self.read(slot) else { return i };
@@ -351,22 +390,36 @@ where
                 return i;
             }
             let at = Iova(iova.wrapping_add(i * pgsize));
-            if Pte(p).is_table(level) {
-                self.cache.clear();
-                // A whole sub-table goes: the walk caches must forget it, at every level
-                // (seed 001), before its pages may be reused.
-                gather.add_table(at, pgsize);
-                if gather.queued {
-                    self.collect_subtree(Pte(p).addr(granule), level + 1, &mut gather.freelist);
-                } else {
-                    self.flush.tlb_flush_walk(at, pgsize, granule.bytes());
-                    self.free_subtree(Pte(p).addr(granule), level + 1);
-                }
-            } else if !gather.queued {
-                self.flush.tlb_add_page(gather, at, pgsize);
-            }
+            self.cleared(p, at, pgsize, level, gather);
         }
         n
+    }
+
+    /// Tell the flush ops (or the gather) that entry `p` covering `pgsize` bytes at
+    /// `at` was cleared; a table entry's sub-tables are freed or queued for freeing.
+    #[inline(always)]
+    fn cleared(&self, p: u64, at: Iova, pgsize: u64, level: u32, gather: &mut IotlbGather) {
+        if Pte(p).is_table(level) {
+            self.table_cleared(p, at, pgsize, level, gather);
+        } else if !gather.queued {
+            self.flush.tlb_add_page(gather, at, pgsize);
+        }
+    }
+
+    /// [`Self::cleared`] for a table entry: a whole sub-table went away.
+    #[cold]
+    fn table_cleared(&self, p: u64, at: Iova, pgsize: u64, level: u32, gather: &mut IotlbGather) {
+        let granule = self.geo.granule;
+        self.cache.clear();
+        // A whole sub-table goes: the walk caches must forget it, at every level
+        // (seed 001), before its pages may be reused.
+        gather.add_table(at, pgsize);
+        if gather.queued {
+            self.collect_subtree(Pte(p).addr(granule), level + 1, &mut gather.freelist);
+        } else {
+            self.flush.tlb_flush_walk(at, pgsize, granule.bytes());
+            self.free_subtree(Pte(p).addr(granule), level + 1);
+        }
     }
 
     /// Map `pgcount` pages of `pgsize` bytes from `iova` to `paddr` (see [`IoPgtable`]).
