@@ -217,6 +217,16 @@ impl SteBits {
                 .expect("STE memory");
         }
     }
+
+    /// Write the STE dword by dword in ascending order over a live entry: the
+    /// non-hitless store sequence a buggy driver uses (dword 0, with V and
+    /// Config, lands first).
+    pub fn write_dword_by_dword(&self, mem: &dyn PhysMem, pa: u64) {
+        for i in 0..8 {
+            mem.write_u64(PhysAddr(pa + 8 * i as u64), self.0[i])
+                .expect("STE memory");
+        }
+    }
 }
 
 /// A two-level stream-table L1 descriptor: SPAN and L2 pointer.
@@ -813,6 +823,25 @@ impl<'a> SmmuRig<'a> {
     /// Write the STE of `sid` (linear table).
     pub fn set_ste(&self, sid: u32, ste: SteBits) {
         ste.write(self.mem, self.ste_addr(sid));
+    }
+
+    /// Address of L1 descriptor `l1idx` (two-level table).
+    pub fn l1_addr(&self, l1idx: u32) -> u64 {
+        self.strtab + 8 * l1idx as u64
+    }
+
+    /// Write L1 descriptor `l1idx` (two-level table), e.g. from [`l1_std`].
+    pub fn set_l1(&self, l1idx: u32, desc: u64) {
+        self.mem
+            .write_u64(PhysAddr(self.l1_addr(l1idx)), desc)
+            .expect("L1 descriptor memory");
+    }
+
+    /// Submit `n` lone CMD_SYNCs: `n` command-consumption points at which the
+    /// model may fetch configuration speculatively.
+    pub fn idle_syncs(&mut self, n: usize) {
+        let v = vec![cmd::sync(0, 0, 0); n];
+        self.submit(&v);
     }
 
     /// Write commands into the queue without publishing them.

@@ -115,6 +115,16 @@ pub struct SmmuConfig {
     /// tolerates drivers on several CPUs, where unrelated syncs of other CPUs may
     /// complete between one CPU's store and its own invalidation.
     pub stale_grace_syncs: u32,
+    /// Speculative configuration fetch (issue 3 "configuration may be fetched
+    /// speculatively"; sanitizer only): stream-table slots the model examines
+    /// at every command consumption and every translation, fetching and caching
+    /// the STE (with its L1 descriptor and CD 0) of each valid StreamID found,
+    /// whether or not traffic uses it. 0 turns it off. Default 8 (it runs only
+    /// when [`SmmuConfig::sanitizer`] is on, so the fast path never pays for it).
+    pub speculative_fetch: u32,
+    /// Seed of the speculative fetch: where its sweep of the stream table
+    /// starts and which extra StreamID it probes at each point (deterministic).
+    pub speculation_seed: u64,
     /// IIDR value.
     pub iidr: u32,
     /// AIDR value (architecture revision; 0x02 = SMMUv3.2).
@@ -156,6 +166,8 @@ impl Default for SmmuConfig {
             atc: Capacity::Unbounded,
             sanitizer: cfg!(debug_assertions),
             stale_grace_syncs: 1,
+            speculative_fetch: 8,
+            speculation_seed: 0x5EED_5EED_0000_0003,
             iidr: 0x0483_043B,
             aidr: 0x02,
         }
@@ -240,6 +252,10 @@ impl SmmuConfigBuilder {
         sanitizer: bool,
         /// CMD_SYNCs before a stale use is reported.
         stale_grace_syncs: u32,
+        /// Stream-table slots speculatively examined per point (0 = off).
+        speculative_fetch: u32,
+        /// Seed of the speculative fetch.
+        speculation_seed: u64,
     }
 
     /// Set every cache (TLB, walk cache, config cache, ATC) to the same capacity.

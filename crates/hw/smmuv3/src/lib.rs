@@ -32,6 +32,7 @@ pub mod fuzzing;
 pub mod regs;
 pub mod sanitizer;
 mod smmu;
+mod speculate;
 pub mod ste;
 pub mod walk;
 pub(crate) mod xlate;

@@ -43,6 +43,11 @@
 //!   is exactly what a correct driver never does: each step ends with CFGI + SYNC).
 //!   CD watches of a stream are dropped when its STE or all its CDs are invalidated
 //!   (the CD table may be freed afterwards).
+//! * **Speculation.** With `SmmuConfig::speculative_fetch` the model also fetches
+//!   (and so caches and watches) valid STEs, their L1 descriptors and CD 0 that
+//!   no traffic used (see the `speculate` module), so both checks above cover
+//!   streams without traffic; a stale use found by a speculative fetch is
+//!   reported like one found by a translation.
 
 /// Kind of torn update.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -84,8 +89,9 @@ pub enum Report {
         /// CMD_SYNCs completed at this use (always greater than `observed_sync`).
         sync: u64,
     },
-    /// A translation used a cached STE / CD / L1 descriptor that had changed in
-    /// memory before a CMD_SYNC that has since completed (missing CFGI).
+    /// A translation (or a speculative fetch) used a cached STE / CD / L1
+    /// descriptor that had changed in memory before a CMD_SYNC that has since
+    /// completed (missing CFGI).
     StaleConfig {
         /// StreamID.
         sid: u32,

@@ -256,6 +256,10 @@ pub(crate) struct State {
     pub utlb: Box<[Option<(TlbKey, crate::xlate::HitEntry)>; UTLB_SLOTS]>,
     /// Whether `utlb` is used.
     pub utlb_on: bool,
+    /// Speculative fetch: next stream-table slot of the sweep.
+    pub spec_cursor: u64,
+    /// Speculative fetch: xorshift state of the random probe.
+    pub spec_rng: u64,
 }
 
 /// Slots of the micro-TLB.
@@ -329,6 +333,8 @@ impl Smmu {
             last_ctx: None,
             utlb: Box::new([None; UTLB_SLOTS]),
             utlb_on: !cfg.sanitizer && cfg.tlb == crate::Capacity::Unbounded,
+            spec_cursor: cfg.speculation_seed.rotate_left(17),
+            spec_rng: cfg.speculation_seed | 1,
         };
         Self {
             cfg,
@@ -637,6 +643,7 @@ impl Smmu {
             }
             if self.cfg.sanitizer {
                 self.observe(st);
+                self.speculate(st);
             }
             let at = base + (cons & idx_mask) as u64 * CMD_SIZE;
             let mut w = [0u64; 2];

@@ -670,7 +670,7 @@ impl Smmu {
         Ok(info)
     }
 
-    fn get_cd(
+    pub(crate) fn get_cd(
         &self,
         st: &mut State,
         sid: u32,
@@ -842,6 +842,7 @@ impl Smmu {
         let fast = !self.cfg.sanitizer && self.cfg.config_cache == crate::Capacity::Unbounded;
         if self.cfg.sanitizer {
             self.observe(st);
+            self.speculate(st);
         }
         let ckey = (sid, ssid.unwrap_or(u32::MAX));
         if fast && st.utlb_on {

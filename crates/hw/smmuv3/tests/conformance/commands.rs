@@ -541,8 +541,11 @@ fn prefetch_config_fetches_speculatively_body() {
     rig.submit_sync(&[cmd::prefetch_config(3)]);
     // The STE changes without invalidation after the prefetch: the cached one is used.
     rig.set_ste(3, SteBits::abort());
+    // (With the sanitizer, speculation may have cached it before the prefetch
+    // ran, so the prefetch itself may count a hit: compare around the use.)
+    let hits = fx.smmu.stats().ste_cache.hits;
     assert!(fx.smmu.translate(3, None, 0, Access::READ).is_ok());
-    assert_eq!(fx.smmu.stats().ste_cache.hits, 1);
+    assert_eq!(fx.smmu.stats().ste_cache.hits, hits + 1);
     fx.smmu.take_sanitizer_reports();
 }
 

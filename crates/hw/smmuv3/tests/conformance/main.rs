@@ -7,4 +7,5 @@ mod events;
 mod fuzz_replay;
 mod model_proptest;
 mod sanitizer;
+mod speculation;
 mod translate;
