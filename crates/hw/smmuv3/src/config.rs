@@ -119,8 +119,11 @@ pub struct SmmuConfig {
     /// speculatively"; sanitizer only): stream-table slots the model examines
     /// at every command consumption and every translation, fetching and caching
     /// the STE (with its L1 descriptor and CD 0) of each valid StreamID found,
-    /// whether or not traffic uses it. 0 turns it off. Default 8 (it runs only
-    /// when [`SmmuConfig::sanitizer`] is on, so the fast path never pays for it).
+    /// whether or not traffic uses it. 0 turns it off. Default 8, or the value
+    /// of the environment variable `IOMMU_SPECULATE` when set (e.g. 1048576 to
+    /// sweep the whole stream table at every point in a test run of a driver).
+    /// It runs only when [`SmmuConfig::sanitizer`] is on, so the fast path
+    /// never pays for it.
     pub speculative_fetch: u32,
     /// Seed of the speculative fetch: where its sweep of the stream table
     /// starts and which extra StreamID it probes at each point (deterministic).
@@ -166,7 +169,10 @@ impl Default for SmmuConfig {
             atc: Capacity::Unbounded,
             sanitizer: cfg!(debug_assertions),
             stale_grace_syncs: 1,
-            speculative_fetch: 8,
+            speculative_fetch: std::env::var("IOMMU_SPECULATE")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(8),
             speculation_seed: 0x5EED_5EED_0000_0003,
             iidr: 0x0483_043B,
             aidr: 0x02,

@@ -39,10 +39,15 @@ impl Smmu {
         let cfgr = st.regs.strtab_cfg as u64;
         let log2size = (strtab::CFG_LOG2SIZE.get_in(cfgr) as u32).min(self.cfg.sid_bits);
         let slots = 1u64 << log2size;
+        let mut covered = 0u64;
         for _ in 0..n {
+            if covered >= slots {
+                break; // the whole table was swept at this point
+            }
             let sid = st.spec_cursor & (slots - 1);
-            let next = self.speculate_sid(st, sid as u32);
-            st.spec_cursor = sid + next.max(1);
+            let next = self.speculate_sid(st, sid as u32).max(1);
+            st.spec_cursor = sid + next;
+            covered += next;
         }
         let mut x = st.spec_rng;
         x ^= x << 13;

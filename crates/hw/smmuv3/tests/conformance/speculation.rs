@@ -234,3 +234,21 @@ fn speculation_does_not_count_as_lookups() {
     let s = fx.smmu.stats();
     assert_eq!(s.ste_cache.hits + s.ste_cache.misses, 0, "{s:?}");
 }
+
+/// A huge slot count sweeps the table once per point (no wrap-around loops):
+/// fast, and everything valid is seen at the first point.
+#[test]
+fn huge_slot_count_sweeps_once_per_point() {
+    let fx = fx(u32::MAX, 9);
+    let mut rig = fx.rig();
+    let _ = s1_stream(&fx, &rig, 40, 5);
+    rig.idle_syncs(64);
+    s2_target(&fx).write_dword_by_dword(fx.m(), rig.ste_addr(40));
+    rig.idle_syncs(1);
+    assert!(
+        fx.smmu
+            .take_sanitizer_reports()
+            .iter()
+            .any(|x| matches!(x, Report::TornUpdate { sid: 40, .. }))
+    );
+}
