@@ -74,11 +74,13 @@ impl IotlbGather {
     }
 
     /// Whether nothing has been gathered.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.start > self.end
     }
 
     /// Size of the gathered range in bytes (0 when empty).
+    #[inline]
     pub fn size(&self) -> u64 {
         if self.is_empty() {
             0
@@ -91,6 +93,7 @@ impl IotlbGather {
     ///
     /// The caller (a driver's [`FlushOps::tlb_add_page`]) must first sync and reset
     /// the gather if [`IotlbGather::needs_sync_before`] says so.
+    #[inline]
     pub fn add_leaf(&mut self, iova: Iova, size: u64) {
         self.add_range(iova, size);
         if self.pgsize == 0 && self.size() == size {
@@ -108,6 +111,7 @@ impl IotlbGather {
         self.pgsize = 0;
     }
 
+    #[inline]
     fn add_range(&mut self, iova: Iova, size: u64) {
         let last = iova.0.saturating_add(size.saturating_sub(1));
         if self.is_empty() {
@@ -121,6 +125,7 @@ impl IotlbGather {
 
     /// Linux's rule for adding a page: a gather covers one contiguous range of one
     /// page size, so adding a disjoint range or a different size first needs a sync.
+    #[inline]
     pub fn needs_sync_before(&self, iova: Iova, size: u64) -> bool {
         if self.is_empty() {
             return false;
@@ -165,6 +170,7 @@ pub struct NoFlush;
 impl FlushOps for NoFlush {
     fn tlb_flush_all(&self) {}
     fn tlb_flush_walk(&self, _iova: Iova, _size: u64, _granule: u64) {}
+    #[inline]
     fn tlb_add_page(&self, gather: &mut IotlbGather, iova: Iova, granule: u64) {
         gather.add_leaf(iova, granule);
     }

@@ -225,6 +225,9 @@ pub struct Geometry {
     pub quirks: Quirks,
     /// Walk coherency.
     pub coherent_walk: bool,
+    /// `level_shift` of levels 0..=3, computed once (the map/unmap hot path uses it
+    /// several times per call).
+    level_shifts: [u32; 4],
 }
 
 impl Geometry {
@@ -303,13 +306,14 @@ impl Geometry {
             pgsize_bitmap: PgSizeBitmap(bitmap),
             quirks: cfg.quirks,
             coherent_walk: cfg.coherent_walk,
+            level_shifts: [0, 1, 2, 3].map(|l| g.shift() + g.bits_per_level() * (3 - l)),
         })
     }
 
     /// log2 of the size mapped by one entry at `level`.
     #[inline(always)]
     pub const fn level_shift(&self, level: u32) -> u32 {
-        self.granule.shift() + self.granule.bits_per_level() * (3 - level)
+        self.level_shifts[level as usize & 3]
     }
 
     /// Bytes mapped by one entry at `level` (block or page size).
@@ -513,6 +517,17 @@ mod tests {
                 .geometry()
                 .is_err()
         );
+    }
+
+    #[test]
+    fn precomputed_level_shifts_match_the_granule() {
+        for g in Granule::ALL {
+            let geo = geo(Stage::S1, g, 48, 48);
+            for l in 0..=3u32 {
+                assert_eq!(geo.level_shift(l), g.shift() + (g.shift() - 3) * (3 - l));
+            }
+            assert_eq!(geo.block_size(3), g.bytes());
+        }
     }
 
     #[test]
