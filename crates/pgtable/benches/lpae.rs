@@ -4,6 +4,7 @@
 //! * map / unmap of 1,000,000 distinct 4K pages, one call per page, ascending IOVA;
 //! * `iova_to_phys` over those pages in random order;
 //! * map / unmap / random lookup of 131,072 2M blocks.
+//! * the 4K map / unmap loops again through `&dyn IoPgtable` (group `_dyn`).
 //!
 //! One criterion iteration covers all N operations (throughput = N elements), so the
 //! time per operation is the reported time divided by N. On a shared, loaded machine
@@ -18,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use io_pgtable::{Granule, IotlbGather, LpaeConfig, LpaeTable, NoFlush, Stage};
+use io_pgtable::{Granule, IoPgtable, IotlbGather, LpaeConfig, LpaeTable, NoFlush, Stage};
 use iommu_memory::SimMemory;
 use iommu_types::{Iova, PhysAddr, Prot, SZ_2M, SZ_4K};
 use rand::SeedableRng;
@@ -187,8 +188,63 @@ fn bench_physmem(c: &mut Criterion) {
     group.finish();
 }
 
+/// The same 4K map/unmap loops through `&dyn IoPgtable` (how the IOMMU core calls
+/// the table): no inlining into the caller, page size and count not known at compile
+/// time.
+fn bench_dyn(c: &mut Criterion) {
+    const N: u64 = PAGES_4K;
+    let mem = SimMemory::new();
+    let mut group = c.benchmark_group("lpae_s1_4k_pages_1M_dyn");
+    group.throughput(Throughput::Elements(N));
+    group.sample_size(10);
+    let map = |t: &dyn IoPgtable| {
+        for i in 0..N {
+            let iova = Iova(IOVA_BASE + i * SZ_4K);
+            let (m, r) = t.map_pages(iova, PhysAddr(PA_BASE + i * SZ_4K), SZ_4K, 1, Prot::RW);
+            debug_assert!(r.is_ok() && m == SZ_4K);
+            black_box(m);
+        }
+    };
+    group.bench_function("map", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let t = table(&mem);
+                let start = Stamp::now();
+                map(black_box(&t));
+                total += start.elapsed();
+            }
+            total
+        })
+    });
+    group.bench_function("unmap", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let t = table(&mem);
+                map(&t);
+                let d: &dyn IoPgtable = black_box(&t);
+                let mut g = IotlbGather::new();
+                let start = Stamp::now();
+                for i in 0..N {
+                    let u = d.unmap_pages(Iova(IOVA_BASE + i * SZ_4K), SZ_4K, 1, &mut g);
+                    debug_assert_eq!(u, SZ_4K);
+                    black_box(u);
+                    if i % 512 == 511 {
+                        g.reset();
+                    }
+                }
+                total += start.elapsed();
+            }
+            total
+        })
+    });
+    group.finish();
+}
+
 fn benches(c: &mut Criterion) {
     bench_physmem(c);
+    bench_dyn(c);
     bench_size(c, "lpae_s1_4k_pages_1M", SZ_4K, PAGES_4K);
     bench_size(c, "lpae_s1_2m_blocks_128K", SZ_2M, BLOCKS_2M);
 }

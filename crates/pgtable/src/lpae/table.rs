@@ -423,6 +423,7 @@ where
     }
 
     /// Map `pgcount` pages of `pgsize` bytes from `iova` to `paddr` (see [`IoPgtable`]).
+    #[inline]
     pub fn map(
         &self,
         iova: Iova,
@@ -497,6 +498,7 @@ where
     }
 
     /// Unmap `pgcount` entries of `pgsize` bytes from `iova` (see [`IoPgtable`]).
+    #[inline]
     pub fn unmap(&self, iova: Iova, pgsize: u64, pgcount: u64, gather: &mut IotlbGather) -> u64 {
         let g = &self.geo;
         let Some(level) = g.level_of_size(pgsize) else {
