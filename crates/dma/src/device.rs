@@ -85,6 +85,9 @@ pub struct DmaAttrs {
 }
 
 /// A mapped scatterlist, to be given back to [`DmaDevice::unmap_sg`].
+///
+/// The whole list lives in ONE IOVA allocation (trusted and untrusted devices
+/// alike); [`SgMapping::iova_range`] returns it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SgMapping {
     /// The DMA segments for the device, in order.
@@ -92,19 +95,22 @@ pub struct SgMapping {
     /// Bytes the device can reach through this mapping outside the list's buffers.
     pub exposed: u64,
     dir: DmaDirection,
-    kind: SgKind,
+    /// Start of the single IOVA allocation.
+    iova: u64,
+    /// Bytes of the allocation (mapped windows plus boundary padding).
+    size: u64,
+    /// The mapped windows `(iova, len)`, one per element.
+    ranges: Vec<(u64, u64)>,
+    /// Each element's data in IOVA space `(dma, len)`, for per-element bounce
+    /// release and sync.
+    elems: Vec<(u64, u64)>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum SgKind {
-    /// One IOVA allocation holding every element (the normal path).
-    Contiguous {
-        iova: u64,
-        size: u64,
-        ranges: Vec<(u64, u64)>,
-    },
-    /// Each element mapped on its own (untrusted devices), `(dma, len)`.
-    PerElement(Vec<(u64, u64)>),
+impl SgMapping {
+    /// The single IOVA allocation `(start, bytes)` holding every element.
+    pub fn iova_range(&self) -> (u64, u64) {
+        (self.iova, self.size)
+    }
 }
 
 /// Memory from [`DmaDevice::alloc_coherent`] or [`DmaDevice::alloc_noncontiguous`].
@@ -268,13 +274,7 @@ impl<D: DmaDomain, A: IovaAllocator> DmaDevice<D, A> {
         let plan = plan_single(g, phys.0, len)?;
         let prot = self.prot(dir, attrs);
         let iova = self.alloc_iova(plan.map_len, self.cfg.dma_mask)?;
-        let bounce = !self.cfg.trusted && (plan.bounce_head || plan.bounce_tail);
-        let mapped = if bounce {
-            self.map_bounced(iova, phys.0, len, dir, prot)
-        } else {
-            self.cookie.map(iova, plan.map_phys, plan.map_len, prot)
-        };
-        if let Err(e) = mapped {
+        if let Err(e) = self.map_at(iova, phys.0, len, dir, prot) {
             self.cookie.free_iova_now(iova, plan.map_len);
             return Err(e);
         }
@@ -282,6 +282,30 @@ impl<D: DmaDomain, A: IovaAllocator> DmaDevice<D, A> {
             self.account(plan.padding(len), true);
         }
         Ok(iova + plan.offset)
+    }
+
+    /// Map one buffer `[phys, phys + len)` at the granule-aligned `iova` (its
+    /// window: `plan_single`'s `map_len` bytes, the data at `iova + offset`). For
+    /// an untrusted device the partial head and tail granules are bounced and the
+    /// aligned middle is mapped in place; otherwise the whole window is mapped in
+    /// place. Shared by `map_page` and `map_sg`. Returns the bounces made; on error
+    /// everything done here is undone (the caller owns the IOVA).
+    fn map_at(
+        &self,
+        iova: u64,
+        phys: u64,
+        len: u64,
+        dir: DmaDirection,
+        prot: Prot,
+    ) -> Result<Vec<Bounce>> {
+        let plan = plan_single(self.granule(), phys, len)?;
+        if !self.cfg.trusted && (plan.bounce_head || plan.bounce_tail) {
+            self.map_bounced(iova, phys, len, dir, prot)
+        } else {
+            self.cookie
+                .map(iova, plan.map_phys, plan.map_len, prot)
+                .map(|()| Vec::new())
+        }
     }
 
     /// Bounce one partial granule into a zero-padded, granule-aligned slot run.
@@ -320,7 +344,7 @@ impl<D: DmaDomain, A: IovaAllocator> DmaDevice<D, A> {
         len: u64,
         dir: DmaDirection,
         prot: Prot,
-    ) -> Result<()> {
+    ) -> Result<Vec<Bounce>> {
         let g = self.granule();
         let gs = g.size();
         let plan = plan_single(g, phys, len)?;
@@ -357,16 +381,21 @@ impl<D: DmaDomain, A: IovaAllocator> DmaDevice<D, A> {
             }
             Ok(())
         };
-        let r = step();
-        if r.is_err() {
+        if let Err(e) = step() {
             let _ = self.cookie.unmap_unwind(&ranges);
-            if let Some(pool) = &self.swiotlb {
-                for b in &bounces {
-                    let _ = pool.unmap(b.tlb, dir, true);
-                }
+            self.release_bounces(&bounces, dir);
+            return Err(e);
+        }
+        Ok(bounces)
+    }
+
+    /// Give bounce slots back without copying (error unwinding).
+    fn release_bounces(&self, bounces: &[Bounce], dir: DmaDirection) {
+        if let Some(pool) = &self.swiotlb {
+            for b in bounces {
+                let _ = pool.unmap(b.tlb, dir, true);
             }
         }
-        r
     }
 
     /// The bounces behind the first and last granule of `[iova, iova + len)`.
@@ -466,10 +495,12 @@ impl<D: DmaDomain, A: IovaAllocator> DmaDevice<D, A> {
         self.sync_single(dma, len, dir, false)
     }
 
-    /// Map a scatterlist. Trusted devices get ONE IOVA allocation holding every
-    /// element (merged segments, max segment size and boundary respected);
-    /// untrusted ones get each element mapped (and bounced) on its own. A failure
-    /// part way unmaps everything already mapped.
+    /// Map a scatterlist into ONE IOVA allocation holding every element (merged
+    /// segments, max segment size and boundary respected), for trusted and
+    /// untrusted devices alike. Each element's granule window is mapped by the same
+    /// routine as `map_page` (an untrusted device's partial head and tail granules
+    /// bounced and zero-padded). A failure part way unmaps and unbounces
+    /// everything already done and frees the IOVA.
     pub fn map_sg(
         &self,
         list: &[SgEntry],
@@ -479,53 +510,31 @@ impl<D: DmaDomain, A: IovaAllocator> DmaDevice<D, A> {
         if list.is_empty() {
             return Err(Error::Invalid("empty scatterlist"));
         }
-        if !self.cfg.trusted {
-            let mut done: Vec<(u64, u64)> = Vec::with_capacity(list.len());
-            for e in list {
-                match self.map_page(PhysAddr(e.phys), e.len, dir, attrs) {
-                    Ok(dma) => done.push((dma, e.len)),
-                    Err(err) => {
-                        for &(dma, len) in &done {
-                            let _ = self.unmap_page(
-                                dma,
-                                len,
-                                dir,
-                                DmaAttrs {
-                                    skip_cpu_sync: true,
-                                    ..attrs
-                                },
-                            );
-                        }
-                        return Err(err);
-                    }
-                }
-            }
-            let segments = done
-                .iter()
-                .map(|&(addr, len)| DmaSegment { addr, len })
-                .collect();
-            return Ok(SgMapping {
-                segments,
-                exposed: 0,
-                dir,
-                kind: SgKind::PerElement(done),
-            });
-        }
         let g = self.granule();
+        if !self.cfg.trusted && self.cfg.min_align_mask > g.mask() {
+            return Err(Error::Invalid(
+                "min_align_mask larger than the IOMMU granule",
+            ));
+        }
         let plan = plan_sg(g, list, self.cfg.seg_boundary_mask)?;
         let iova = self.alloc_iova(plan.total, self.cfg.dma_mask)?;
         let prot = self.prot(dir, attrs);
         let mut ranges: Vec<(u64, u64)> = Vec::with_capacity(plan.slots.len());
-        for s in &plan.slots {
+        let mut bounces: Vec<Bounce> = Vec::new();
+        for (s, e) in plan.slots.iter().zip(list) {
             let at = iova + s.iova_off;
-            if let Err(e) = self.cookie.map(at, s.map_phys, s.map_len, prot) {
-                let _ = self.cookie.unmap_unwind(&ranges);
-                self.cookie.free_iova_now(iova, plan.total);
-                // Like Linux: ENOMEM passes through, anything else is EINVAL.
-                return Err(match e.errno() {
-                    Errno::ENOMEM => e,
-                    _ => Error::Domain(Errno::EINVAL),
-                });
+            match self.map_at(at, e.phys, e.len, dir, prot) {
+                Ok(b) => bounces.extend(b),
+                Err(err) => {
+                    let _ = self.cookie.unmap_unwind(&ranges);
+                    self.release_bounces(&bounces, dir);
+                    self.cookie.free_iova_now(iova, plan.total);
+                    // Like Linux: ENOMEM passes through, anything else is EINVAL.
+                    return Err(match err.errno() {
+                        Errno::ENOMEM => err,
+                        _ => Error::Domain(Errno::EINVAL),
+                    });
+                }
             }
             ranges.push((at, s.map_len));
         }
@@ -535,58 +544,66 @@ impl<D: DmaDomain, A: IovaAllocator> DmaDevice<D, A> {
             self.cfg.max_seg_size,
             self.cfg.seg_boundary_mask,
         );
-        let mapped: Vec<(u64, u64)> = plan.slots.iter().map(|s| (s.map_phys, s.map_len)).collect();
-        let buffers: Vec<(u64, u64)> = list.iter().map(|e| (e.phys, e.len)).collect();
-        let exposed = exposed_bytes(&mapped, &buffers);
+        let exposed = if self.cfg.trusted {
+            let mapped: Vec<(u64, u64)> =
+                plan.slots.iter().map(|s| (s.map_phys, s.map_len)).collect();
+            let buffers: Vec<(u64, u64)> = list.iter().map(|e| (e.phys, e.len)).collect();
+            exposed_bytes(&mapped, &buffers)
+        } else {
+            0
+        };
         self.account(exposed, true);
+        let elems = plan
+            .slots
+            .iter()
+            .map(|s| (iova + s.iova_off + s.data_off, s.data_len))
+            .collect();
         Ok(SgMapping {
             segments,
             exposed,
             dir,
-            kind: SgKind::Contiguous {
-                iova,
-                size: plan.total,
-                ranges,
-            },
+            iova,
+            size: plan.total,
+            ranges,
+            elems,
         })
     }
 
-    /// Unmap a scatterlist mapped by [`DmaDevice::map_sg`].
+    /// Unmap a scatterlist mapped by [`DmaDevice::map_sg`]; an untrusted device's
+    /// bounced heads and tails are copied back per element (FROM_DEVICE and
+    /// BIDIRECTIONAL) and released, as `unmap_page` does.
     pub fn unmap_sg(&self, m: SgMapping, attrs: DmaAttrs) -> Result<()> {
-        match m.kind {
-            SgKind::Contiguous { iova, size, ranges } => {
-                self.cookie.unmap(&ranges, iova, size)?;
-                self.account(m.exposed, false);
-                Ok(())
-            }
-            SgKind::PerElement(elems) => {
-                let mut res = Ok(());
-                for (dma, len) in elems {
-                    if let Err(e) = self.unmap_page(dma, len, m.dir, attrs) {
-                        res = Err(e);
-                    }
-                }
-                res
+        let mut bounces: Vec<Bounce> = Vec::new();
+        if !self.cfg.trusted {
+            for &(dma, len) in &m.elems {
+                bounces.extend(self.bounces_of(dma, len)?.into_iter().map(|(_, b)| b));
             }
         }
+        self.cookie.unmap(&m.ranges, m.iova, m.size)?;
+        self.account(m.exposed, false);
+        let mut res = Ok(());
+        if let Some(pool) = &self.swiotlb {
+            for b in bounces {
+                if let Err(e) = pool.unmap(b.tlb, m.dir, attrs.skip_cpu_sync) {
+                    res = Err(e);
+                }
+            }
+        }
+        res
     }
 
     /// [`DmaDevice::sync_single_for_cpu`] over every element of a mapped list.
     pub fn sync_sg_for_cpu(&self, m: &SgMapping) -> Result<()> {
-        if let SgKind::PerElement(elems) = &m.kind {
-            for &(dma, len) in elems {
-                self.sync_single_for_cpu(dma, len, m.dir)?;
-            }
+        for &(dma, len) in &m.elems {
+            self.sync_single_for_cpu(dma, len, m.dir)?;
         }
         Ok(())
     }
 
     /// [`DmaDevice::sync_single_for_device`] over every element of a mapped list.
     pub fn sync_sg_for_device(&self, m: &SgMapping) -> Result<()> {
-        if let SgKind::PerElement(elems) = &m.kind {
-            for &(dma, len) in elems {
-                self.sync_single_for_device(dma, len, m.dir)?;
-            }
+        for &(dma, len) in &m.elems {
+            self.sync_single_for_device(dma, len, m.dir)?;
         }
         Ok(())
     }

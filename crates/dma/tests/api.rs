@@ -750,3 +750,197 @@ fn dirty_bounce_pool(rig: &Rig) {
     let (base, len) = rig.pool.range();
     rig.mem.fill_bytes(base, len, 0xdd).unwrap();
 }
+
+/// Element shapes `(offset, len)` for the one-allocation tests: a 3-granule element
+/// with unaligned head and tail, one whose tail ends on a granule (so the next,
+/// aligned, element merges into its segment), an aligned whole granule, a tiny
+/// element straddling a granule boundary, an aligned 2-granule element and an
+/// unaligned 3-granule one.
+fn one_alloc_shapes(g: u64, page: u64) -> Vec<(u64, u64)> {
+    vec![
+        (page, 2 * g + page),
+        (page, g - page),
+        (0, g),
+        (g - 8, 16),
+        (0, 2 * g),
+        (100, 3 * g),
+    ]
+}
+
+/// Issue 6: an untrusted device's scatterlist goes through the single-allocation
+/// path: ONE IOVA allocation holds every segment; each element's partial head and
+/// tail granules are bounced (zero padding), the middle granules map the original
+/// pages; sync_sg and unmap_sg copy back per element. Fails if the list is mapped
+/// per element (several allocations), if a head or tail is mapped in place
+/// (foreign 0xee bytes reachable) or if the bounce padding is not zeroed (stale
+/// 0xdd bytes).
+#[test]
+fn untrusted_map_sg_uses_one_iova_allocation() {
+    for (g, page) in granule_cases().into_iter().filter(|&(g, p)| g > p) {
+        let rig = Rig::new(g, page);
+        dirty_bounce_pool(&rig);
+        let dev = rig.device(DeviceConfig {
+            max_seg_size: u64::MAX,
+            ..untrusted(page)
+        });
+        let shapes = one_alloc_shapes(g, page);
+        let list: Vec<SgEntry> = shapes
+            .iter()
+            .enumerate()
+            .map(|(i, &(off, len))| {
+                let pa = rig.buffer(off, len);
+                rig.mem
+                    .write_bytes(pa, &pattern(len as usize, 10 + i as u8))
+                    .unwrap();
+                SgEntry { phys: pa.0, len }
+            })
+            .collect();
+        let want: Vec<u8> = list
+            .iter()
+            .enumerate()
+            .flat_map(|(i, e)| pattern(e.len as usize, 10 + i as u8))
+            .collect();
+        let dir = DmaDirection::Bidirectional;
+        assert_eq!(rig.iova.live(), 0);
+        let m = dev.map_sg(&list, dir, NA).unwrap();
+        let ctx = format!("g={g:#x} page={page:#x}");
+        assert_eq!(rig.iova.live(), 1, "{ctx}: ONE IOVA allocation");
+        assert_eq!(m.exposed, 0);
+        assert_eq!(dev.exposed_bytes(), 0);
+        // Bounced granules: element 0 head and tail, 1 head, 3 both granules (16
+        // bytes across a boundary), 5 head and tail; 2 and 4 are aligned.
+        assert_eq!(
+            rig.pool.stats().live,
+            7,
+            "{ctx}: one bounce per partial granule"
+        );
+        let (lo, size) = m.iova_range();
+        assert_eq!(m.segments.len(), 5, "{ctx}: elements 1 and 2 merge");
+        let mut got = Vec::new();
+        for s in &m.segments {
+            assert!(
+                s.addr >= lo && s.addr + s.len <= lo + size,
+                "{ctx}: segment {s:x?} outside the allocation {lo:#x}+{size:#x}"
+            );
+            let wlo = s.addr - s.addr % g;
+            let whi = (s.addr + s.len).next_multiple_of(g);
+            let mut win = vec![0xff; (whi - wlo) as usize];
+            rig.domain.dma_read(&*rig.mem, wlo, &mut win).unwrap();
+            let (a, b) = ((s.addr - wlo) as usize, (s.addr - wlo + s.len) as usize);
+            assert!(
+                win[..a].iter().all(|&x| x == 0),
+                "{ctx}: head padding {s:x?}"
+            );
+            assert!(
+                win[b..].iter().all(|&x| x == 0),
+                "{ctx}: tail padding {s:x?}"
+            );
+            got.extend_from_slice(&win[a..b]);
+        }
+        assert_eq!(got, want, "{ctx}: the device sees the list's data in order");
+        // The fully covered middle granule of element 0 maps its original page.
+        let mid = m.segments[0].addr - m.segments[0].addr % g + g;
+        assert_eq!(
+            rig.domain.iova_to_phys(iommu_types::Iova(mid)),
+            Some(PhysAddr(list[0].phys - page + g)),
+            "{ctx}: middle granule in place"
+        );
+        // Device writes every segment; sync_sg_for_cpu brings it to the buffers.
+        for s in &m.segments {
+            rig.domain
+                .dma_write(&*rig.mem, s.addr, &vec![0x5a; s.len as usize])
+                .unwrap();
+        }
+        dev.sync_sg_for_cpu(&m).unwrap();
+        for e in &list {
+            assert_eq!(
+                rig.read(PhysAddr(e.phys), e.len as usize),
+                vec![0x5a; e.len as usize],
+                "{ctx}"
+            );
+        }
+        // CPU writes; sync_sg_for_device makes the device see it.
+        for e in &list {
+            rig.mem.fill_bytes(PhysAddr(e.phys), e.len, 0x77).unwrap();
+        }
+        dev.sync_sg_for_device(&m).unwrap();
+        for s in &m.segments {
+            let mut b = vec![0; s.len as usize];
+            rig.domain.dma_read(&*rig.mem, s.addr, &mut b).unwrap();
+            assert!(b.iter().all(|&x| x == 0x77), "{ctx}: synced for device");
+        }
+        // Device writes again; unmap_sg copies back per element.
+        for s in &m.segments {
+            rig.domain
+                .dma_write(&*rig.mem, s.addr, &vec![0x3c; s.len as usize])
+                .unwrap();
+        }
+        dev.unmap_sg(m, NA).unwrap();
+        for (e, &(off, _)) in list.iter().zip(&shapes) {
+            assert_eq!(
+                rig.read(PhysAddr(e.phys), e.len as usize),
+                vec![0x3c; e.len as usize],
+                "{ctx}"
+            );
+            let before = rig.read(PhysAddr(e.phys - off), off as usize);
+            assert!(before.iter().all(|&x| x == 0xee), "{ctx}: before untouched");
+            let after = rig.read(PhysAddr(e.phys + e.len), g as usize);
+            assert!(after.iter().all(|&x| x == 0xee), "{ctx}: after untouched");
+        }
+        assert_eq!(rig.iova.live(), 0);
+        assert_eq!(rig.pool.stats().used_slots, 0);
+        assert_eq!(rig.domain.mapped_granules(), 0);
+    }
+}
+
+/// A bounce failing part way through an untrusted list (pool exhausted at the
+/// second element) unwinds everything: no IOVA, mapping or bounce slot is left.
+#[test]
+fn untrusted_map_sg_failure_unwinds_iova_mappings_and_bounces() {
+    for (g, page) in granule_cases().into_iter().filter(|&(g, p)| g > p) {
+        let rig = Rig::new(g, page);
+        let dev = rig.device(untrusted(page));
+        let small = rig.buffer(page, 8);
+        let mut held = Vec::new();
+        // Bounded: each map takes one granule run of the 4 MiB pool.
+        for _ in 0..(4 << 20) / g + 1 {
+            match dev.map_page(small, 8, DmaDirection::ToDevice, NA) {
+                Ok(d) => held.push(d),
+                Err(_) => break,
+            }
+        }
+        assert!(
+            rig.pool.stats().used_slots > 0,
+            "g={g:#x}: pool filled by bounces"
+        );
+        // Leave room for exactly one granule-sized bounce run.
+        let d = held.pop().unwrap();
+        dev.unmap_page(d, 8, DmaDirection::ToDevice, NA).unwrap();
+        let (live, slots, mapped) = (
+            rig.iova.live(),
+            rig.pool.stats().used_slots,
+            rig.domain.mapped_granules(),
+        );
+        let list = [
+            SgEntry {
+                phys: rig.buffer(page, 2 * g - page).0,
+                len: 2 * g - page,
+            }, // head bounce only: fits
+            SgEntry {
+                phys: rig.buffer(page, page).0,
+                len: page,
+            }, // needs another run: fails
+        ];
+        let err = dev
+            .map_sg(&list, DmaDirection::ToDevice, NA)
+            .expect_err("pool exhausted");
+        assert_eq!(err.errno(), Errno::ENOMEM, "g={g:#x}");
+        assert_eq!(rig.iova.live(), live, "IOVA freed");
+        assert_eq!(rig.pool.stats().used_slots, slots, "bounce slots freed");
+        assert_eq!(rig.domain.mapped_granules(), mapped, "mappings removed");
+        for d in held {
+            dev.unmap_page(d, 8, DmaDirection::ToDevice, NA).unwrap();
+        }
+        assert_eq!(rig.pool.stats().used_slots, 0);
+    }
+}
