@@ -20,6 +20,7 @@ use core::any::Any;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::lock::Mutex;
+use crate::smmu::EntryInMemory;
 use io_pgtable::lpae::{Granule, Stage};
 use io_pgtable::{FlushOps, FreedTable, IoPgtable, IotlbGather, LpaeConfig, LpaeTable};
 use iommu_core::{DeviceInfo, DomainKind, DomainOps, Geometry, PagingDomainOps};
@@ -30,7 +31,7 @@ use crate::cmd::Cmd;
 use crate::inv::InvRequest;
 use crate::smmu::Smmu;
 use crate::ste::{S1Cfg, S2Cfg, Ste, eats, s1dss};
-use crate::writer::{CdKind, ENTRY_DWORDS, EntryIo, write_entry};
+use crate::writer::{CdKind, write_entry};
 use crate::{Error, Result};
 
 /// Largest number of SSID bits of a per-stream CD table (linear).
@@ -782,45 +783,20 @@ impl CdTable {
     }
 }
 
-struct CdIo<'a> {
-    smmu: &'a Smmu,
-    sid: u32,
-    ssid: u32,
-    pa: PhysAddr,
-}
-
-impl EntryIo for CdIo<'_> {
-    fn read(&mut self) -> Result<[u64; ENTRY_DWORDS]> {
-        let mut w = [0u64; 8];
-        self.smmu.mem.read_words(self.pa, &mut w)?;
-        Ok(w)
-    }
-    fn write_word(&mut self, i: usize, value: u64) -> Result<()> {
-        Ok(self
-            .smmu
-            .mem
-            .write_u64(PhysAddr(self.pa.0 + 8 * i as u64), value)?)
-    }
-    fn sync(&mut self) -> Result<()> {
-        self.smmu.submit(&[Cmd::CfgiCd {
-            sid: self.sid,
-            ssid: self.ssid,
-            leaf: true,
-        }])
-    }
-}
-
 fn write_cd(smmu: &Smmu, sid: u32, t: CdTable, ssid: u32, cd: &Cd) -> Result<usize> {
     // An invalid CD in an absent leaf is already what memory says.
     let Some(pa) = t.cd_addr(smmu, sid, ssid, crate::cd::f::V.get(&cd.0) != 0)? else {
         return Ok(0);
     };
     write_entry::<CdKind, _>(
-        &mut CdIo {
+        &mut EntryInMemory {
             smmu,
-            sid,
-            ssid,
             pa,
+            inval: Cmd::CfgiCd {
+                sid,
+                ssid,
+                leaf: true,
+            },
         },
         &cd.0,
     )

@@ -330,10 +330,10 @@ impl Smmu {
     /// CFGI_STE + CMD_SYNC after every step. Returns the number of steps.
     pub fn write_ste(&self, sid: u32, target: &Ste) -> Result<usize> {
         let pa = self.strtab.ste_addr(sid)?;
-        let mut io = SteIo {
+        let mut io = EntryInMemory {
             smmu: self,
-            sid,
             pa,
+            inval: Cmd::CfgiSte { sid, leaf: true },
         };
         let n = write_entry::<SteKind, _>(&mut io, &target.0)?;
         if n > 0 && target.vmid().is_some() {
@@ -417,15 +417,18 @@ impl Smmu {
     }
 }
 
-struct SteIo<'a> {
-    smmu: &'a Smmu,
-    sid: u32,
-    pa: PhysAddr,
+/// A 64-byte STE or CD in memory as the hitless writer sees it: 64-bit stores, and
+/// `inval` (the CFGI_STE or CFGI_CD that makes the SMMU re-fetch it) + CMD_SYNC
+/// between steps.
+pub(crate) struct EntryInMemory<'a> {
+    pub smmu: &'a Smmu,
+    pub pa: PhysAddr,
+    pub inval: Cmd,
 }
 
-impl EntryIo for SteIo<'_> {
+impl EntryIo for EntryInMemory<'_> {
     fn read(&mut self) -> Result<[u64; ENTRY_DWORDS]> {
-        let mut w = [0u64; 8];
+        let mut w = [0u64; ENTRY_DWORDS];
         self.smmu.mem.read_words(self.pa, &mut w)?;
         Ok(w)
     }
@@ -436,9 +439,6 @@ impl EntryIo for SteIo<'_> {
             .write_u64(PhysAddr(self.pa.0 + 8 * i as u64), value)?)
     }
     fn sync(&mut self) -> Result<()> {
-        self.smmu.submit(&[Cmd::CfgiSte {
-            sid: self.sid,
-            leaf: true,
-        }])
+        self.smmu.submit(&[self.inval])
     }
 }
