@@ -288,27 +288,13 @@ impl Smmu {
             kind: AccessKind::Read,
             privileged,
         };
-        let mut done = 0usize;
-        while done < buf.len() {
-            let a = iova.wrapping_add(done as u64);
-            let page_left = 4096 - (a & 4095);
-            match self.translate(sid, ssid, a, access) {
-                Ok(t) => {
-                    let n = (t.remaining(a).min(page_left) as usize).min(buf.len() - done);
-                    self.mem
-                        .read_bytes(t.pa, &mut buf[done..done + n])
-                        .map_err(Error::Memory)?;
-                    done += n;
-                }
-                Err(f) if f.response == FaultResponse::RazWi => {
-                    let n = (page_left as usize).min(buf.len() - done);
-                    buf[done..done + n].fill(0);
-                    done += n;
-                }
-                Err(f) => return Err(Error::Fault(f)),
+        self.for_each_dma_piece(sid, ssid, iova, buf.len(), access, |pa, r| match pa {
+            Some(pa) => self.mem.read_bytes(pa, &mut buf[r]).map_err(Error::Memory),
+            None => {
+                buf[r].fill(0);
+                Ok(())
             }
-        }
-        Ok(())
+        })
     }
 
     /// DMA write through the SMMU (see [`Smmu::dma_read`]); a RAZ/WI fault drops the
@@ -325,23 +311,40 @@ impl Smmu {
             kind: AccessKind::Write,
             privileged,
         };
+        self.for_each_dma_piece(sid, ssid, iova, buf.len(), access, |pa, r| match pa {
+            Some(pa) => self.mem.write_bytes(pa, &buf[r]).map_err(Error::Memory),
+            None => Ok(()),
+        })
+    }
+
+    /// Split `[iova, iova + len)` into pieces that cross neither a 4 KiB page nor the
+    /// end of their translation, translating each: `piece(Some(pa), range)` for a
+    /// translated piece, `piece(None, range)` for one whose fault completes RAZ/WI.
+    /// Stops at the first other fault (or error of `piece`).
+    fn for_each_dma_piece(
+        &self,
+        sid: u32,
+        ssid: Option<u32>,
+        iova: u64,
+        len: usize,
+        access: Access,
+        mut piece: impl FnMut(
+            Option<iommu_types::PhysAddr>,
+            core::ops::Range<usize>,
+        ) -> Result<(), Error>,
+    ) -> Result<(), Error> {
         let mut done = 0usize;
-        while done < buf.len() {
+        while done < len {
             let a = iova.wrapping_add(done as u64);
             let page_left = 4096 - (a & 4095);
-            match self.translate(sid, ssid, a, access) {
-                Ok(t) => {
-                    let n = (t.remaining(a).min(page_left) as usize).min(buf.len() - done);
-                    self.mem
-                        .write_bytes(t.pa, &buf[done..done + n])
-                        .map_err(Error::Memory)?;
-                    done += n;
-                }
-                Err(f) if f.response == FaultResponse::RazWi => {
-                    done += (page_left as usize).min(buf.len() - done);
-                }
+            let (pa, n) = match self.translate(sid, ssid, a, access) {
+                Ok(t) => (Some(t.pa), t.remaining(a).min(page_left) as usize),
+                Err(f) if f.response == FaultResponse::RazWi => (None, page_left as usize),
                 Err(f) => return Err(Error::Fault(f)),
-            }
+            };
+            let n = n.min(len - done);
+            piece(pa, done..done + n)?;
+            done += n;
         }
         Ok(())
     }
